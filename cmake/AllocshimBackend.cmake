@@ -1,0 +1,116 @@
+# Decides which allocator serves the shim, from the *target* platform (so cross builds
+# choose right), and sets up how it is linked. No other file picks a backend.
+#
+# Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
+#      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
+#      ALLOCSHIM_BACKEND_OBJECTS (for jemalloc, its renamed objects), and the
+#      INTERFACE target allocshim_backend.
+include(CheckCSourceCompiles)
+
+set(ALLOCSHIM_BACKEND "auto" CACHE STRING "Allocator behind the shim: auto, jemalloc or mimalloc")
+set_property(CACHE ALLOCSHIM_BACKEND PROPERTY STRINGS auto jemalloc mimalloc)
+
+# Compile checks see the target's own predefined macros, including musl's lack of
+# __GLIBC__ and i686's lack of __x86_64__.
+check_c_source_compiles([=[
+#include <stdlib.h>
+#if !defined(__GLIBC__)
+#error not glibc
+#endif
+int main(void) { return 0; }]=] ALLOCSHIM_TARGET_GLIBC)
+check_c_source_compiles([=[
+#include <stdlib.h>
+#if !defined(__linux__) || !defined(__GLIBC__) || !defined(__x86_64__)
+#error jemalloc is chosen only for Linux glibc x86_64
+#endif
+int main(void) { return 0; }]=] ALLOCSHIM_TARGET_JEMALLOC_HOME)
+
+if(ALLOCSHIM_BACKEND STREQUAL "auto")
+  if(ALLOCSHIM_TARGET_JEMALLOC_HOME)
+    set(ALLOCSHIM_BACKEND_RESOLVED jemalloc)
+  else()
+    set(ALLOCSHIM_BACKEND_RESOLVED mimalloc)
+  endif()
+elseif(ALLOCSHIM_BACKEND MATCHES "^(jemalloc|mimalloc)$")
+  set(ALLOCSHIM_BACKEND_RESOLVED ${ALLOCSHIM_BACKEND})
+  if(ALLOCSHIM_BACKEND STREQUAL "jemalloc" AND NOT ALLOCSHIM_TARGET_JEMALLOC_HOME)
+    message(WARNING
+      "ALLOCSHIM_BACKEND=jemalloc for a target that is not Linux glibc x86_64. jemalloc "
+      "fixes its page size when it is built: a jemalloc built for 4 KiB pages aborts at "
+      "start-up with \"<jemalloc>: Unsupported system page size\" on kernels with 16 KiB "
+      "or 64 KiB pages (Raspberry Pi 5, Apple-silicon Linux VMs, ppc64el). Use mimalloc "
+      "there unless you know the target's page size matches the jemalloc you link.")
+  endif()
+else()
+  message(FATAL_ERROR "ALLOCSHIM_BACKEND must be auto, jemalloc or mimalloc, not '${ALLOCSHIM_BACKEND}'")
+endif()
+
+add_library(allocshim_backend INTERFACE)
+string(TOUPPER ${ALLOCSHIM_BACKEND_RESOLVED} _be)
+target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_BACKEND_${_be}=1)
+set(ALLOCSHIM_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/src/backend_${ALLOCSHIM_BACKEND_RESOLVED}.c)
+set(ALLOCSHIM_BACKEND_OBJECTS "")
+
+if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
+  # jemalloc goes in statically, from a copy of the distribution's PIC archive whose
+  # public names get a leading underscore: the shim then defines malloc itself and
+  # calls jemalloc's fast paths directly, with no second malloc in the process.
+  # The underscore is jeprof's own convention for allocator frames (it drops every
+  # frame up to one named _malloc, _calloc, ...), so profiles start at the caller;
+  # je_malloc_default, malloc's slow path, becomes _do_malloc for the same reason.
+  find_library(ALLOCSHIM_JEMALLOC_PIC NAMES libjemalloc_pic.a
+               DOC "jemalloc's position-independent static archive (Debian: libjemalloc-dev)")
+  if(NOT ALLOCSHIM_JEMALLOC_PIC)
+    message(FATAL_ERROR "libjemalloc_pic.a not found: install libjemalloc-dev, or configure "
+                        "with -DALLOCSHIM_BACKEND=mimalloc")
+  endif()
+  set(_renamed_syms
+      malloc calloc realloc free posix_memalign aligned_alloc memalign valloc
+      malloc_usable_size mallocx rallocx xallocx sallocx dallocx sdallocx nallocx mallctl
+      mallctlnametomib mallctlbymib malloc_stats_print malloc_conf malloc_conf_2_conf_harder
+      malloc_message secure_getenv)
+  set(_map "je_malloc_default _do_malloc\n")
+  foreach(_s IN LISTS _renamed_syms)
+    string(APPEND _map "${_s} _${_s}\n")
+  endforeach()
+  set(_dir ${PROJECT_BINARY_DIR}/jemalloc-renamed)
+  file(WRITE ${_dir}/rename.map "${_map}")
+  execute_process(COMMAND ${CMAKE_AR} t ${ALLOCSHIM_JEMALLOC_PIC}
+                  OUTPUT_VARIABLE _members OUTPUT_STRIP_TRAILING_WHITESPACE
+                  COMMAND_ERROR_IS_FATAL ANY)
+  string(REPLACE "\n" ";" _members "${_members}")
+  # operator new/delete come from src/front.c, not from jemalloc's C++ object.
+  list(FILTER _members EXCLUDE REGEX "jemalloc_cpp")
+  list(TRANSFORM _members PREPEND ${_dir}/ OUTPUT_VARIABLE _objects)
+  add_custom_command(
+    OUTPUT ${_objects}
+    COMMAND ${CMAKE_COMMAND} -E copy ${ALLOCSHIM_JEMALLOC_PIC} ${_dir}/renamed.a
+    COMMAND ${CMAKE_OBJCOPY} --redefine-syms=${_dir}/rename.map ${_dir}/renamed.a
+    COMMAND ${CMAKE_AR} x renamed.a ${_members}
+    WORKING_DIRECTORY ${_dir}
+    DEPENDS ${ALLOCSHIM_JEMALLOC_PIC} ${_dir}/rename.map
+    COMMENT "Renaming jemalloc's public symbols: malloc becomes _malloc"
+    VERBATIM)
+  set_source_files_properties(${_objects} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+  # One owner for the rule, so the shared and static libraries never both run it.
+  add_custom_target(allocshim_backend_objects DEPENDS ${_objects})
+  set(ALLOCSHIM_BACKEND_OBJECTS ${_objects})
+  find_package(Threads REQUIRED)
+  target_link_libraries(allocshim_backend INTERFACE Threads::Threads m ${CMAKE_DL_LIBS})
+  set(ALLOCSHIM_BACKEND_PKG_LIBS "-lm -lpthread -ldl")
+  set(ALLOCSHIM_BACKEND_VERSION_HINT "static, from ${ALLOCSHIM_JEMALLOC_PIC}")
+else()
+  find_path(ALLOCSHIM_MIMALLOC_INCLUDE mimalloc.h PATH_SUFFIXES mimalloc)
+  find_library(ALLOCSHIM_MIMALLOC_LIB NAMES mimalloc)
+  if(NOT ALLOCSHIM_MIMALLOC_INCLUDE OR NOT ALLOCSHIM_MIMALLOC_LIB)
+    message(FATAL_ERROR "mimalloc not found: install libmimalloc-dev (for a cross build, "
+                        "libmimalloc-dev:<arch>)")
+  endif()
+  target_include_directories(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_INCLUDE})
+  target_link_libraries(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_LIB})
+  set(ALLOCSHIM_BACKEND_PKG_LIBS "-lmimalloc")
+  set(ALLOCSHIM_BACKEND_VERSION_HINT "shared, ${ALLOCSHIM_MIMALLOC_LIB}")
+endif()
+
+message(STATUS "allocshim backend: ${ALLOCSHIM_BACKEND_RESOLVED} (ALLOCSHIM_BACKEND=${ALLOCSHIM_BACKEND}, "
+               "${ALLOCSHIM_BACKEND_VERSION_HINT})")

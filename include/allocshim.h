@@ -1,0 +1,90 @@
+/* allocshim: one allocator for the whole malloc family, chosen at build time.
+ * The public API: version, backend identity, status codes and heap profiling. */
+#ifndef ALLOCSHIM_H
+#define ALLOCSHIM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Version -------------------------------------------------------------- */
+
+#define ALLOCSHIM_VERSION_MAJOR 0
+#define ALLOCSHIM_VERSION_MINOR 1
+#define ALLOCSHIM_VERSION_PATCH 0
+#define ALLOCSHIM_VERSION_STRING "0.1.0"
+/* 0xMMmmpp: compare with >= in #if to test for a minimum version. */
+#define ALLOCSHIM_VERSION_HEX                                                                      \
+  ((ALLOCSHIM_VERSION_MAJOR << 16) | (ALLOCSHIM_VERSION_MINOR << 8) | ALLOCSHIM_VERSION_PATCH)
+
+/* ---- Export macro --------------------------------------------------------- */
+
+#if defined(_WIN32) && defined(ALLOCSHIM_BUILDING)
+#define ALLOC_API __declspec(dllexport)
+#elif defined(_WIN32)
+#define ALLOC_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define ALLOC_API __attribute__((visibility("default")))
+#else
+#define ALLOC_API
+#endif
+
+/* ---- Status codes ----------------------------------------------------------- */
+
+/* Every API call that can fail returns one of these; they are also what
+ * alloc_strerror() explains. New codes may be added; existing values never change. */
+#define ALLOC_STATUS_MAP(XX)                                                                       \
+  XX(OK, 0, "success")                                                                             \
+  XX(ENOTSUP, -1,                                                                                  \
+     "heap profiling is not supported by this build: it needs the jemalloc backend, "             \
+     "which allocshim uses only on Linux glibc x86_64 (this build uses mimalloc)")                 \
+  XX(EPROFOFF, -2,                                                                                 \
+     "heap profiling is off: start the program with ALLOCSHIM_PROF=1 to enable it")                \
+  XX(EINVAL, -3, "invalid argument")                                                               \
+  XX(EIO, -4, "the heap profile could not be written (errno tells why)")
+
+typedef enum alloc_status {
+#define ALLOC_STATUS_ENUM_(name, value, text) ALLOC_##name = (value),
+  ALLOC_STATUS_MAP(ALLOC_STATUS_ENUM_)
+#undef ALLOC_STATUS_ENUM_
+} alloc_status;
+
+/* A fixed English sentence for `status`; never NULL, also for unknown codes.
+ * The string is static: do not free it. */
+ALLOC_API const char *alloc_strerror(int status);
+
+/* ---- Identity ------------------------------------------------------------------ */
+
+/* The library version at run time ("0.1.0"); may differ from ALLOCSHIM_VERSION_STRING
+ * when a program runs against a newer shared library than it was built with. */
+ALLOC_API const char *alloc_version(void);
+
+/* The backend serving every allocation in this process: "jemalloc" or "mimalloc".
+ * Fixed when allocshim was built; never NULL. */
+ALLOC_API const char *alloc_backend(void);
+
+/* The backend's own version string, as the backend reports it (for jemalloc the
+ * full "5.3.0-0-g..." tag, for mimalloc "2.0.9"); never NULL. */
+ALLOC_API const char *alloc_backend_version(void);
+
+/* ---- Heap profiling --------------------------------------------------------- */
+
+/* Whether alloc_profile_dump() can work in this process: ALLOC_OK when the build has
+ * the jemalloc backend and profiling was switched on at start (ALLOCSHIM_PROF=1),
+ * ALLOC_EPROFOFF when it was not, ALLOC_ENOTSUP on the mimalloc backend. */
+ALLOC_API int alloc_profile_supported(void);
+
+/* Write a heap profile that `jeprof` reads to `path`, atomically: the file appears
+ * complete or not at all. NULL picks "allocshim.<pid>.<seq>.heap" in the current
+ * directory. Profiling must be enabled at start with ALLOCSHIM_PROF=1.
+ * Returns ALLOC_OK; ALLOC_EINVAL for "" (errno EINVAL) or a path longer than PATH_MAX
+ * (errno ENAMETOOLONG); ALLOC_EPROFOFF when profiling is off (errno ENOENT);
+ * ALLOC_EIO when the file cannot be written (errno from the OS);
+ * ALLOC_ENOTSUP on the mimalloc backend (errno ENOTSUP; also said once on stderr). */
+ALLOC_API int alloc_profile_dump(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALLOCSHIM_H */

@@ -1,0 +1,108 @@
+/* The one place in src/ that names a backend: maps the shim's be_*() operations onto
+ * jemalloc or mimalloc, as chosen by cmake/AllocshimBackend.cmake. */
+#ifndef ALLOCSHIM_BACKEND_H
+#define ALLOCSHIM_BACKEND_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ALLOC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ALLOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* The contract every backend meets here, whatever its own documentation says; the
+ * tests in tests/test_front.c hold both backends to it:
+ *   be_malloc(n)        n may be 0 (unique pointer); NULL + ENOMEM on failure.
+ *   be_calloc(c, n)     zeroed; NULL + ENOMEM on failure, also when c * n overflows.
+ *   be_realloc(p, n)    p may be NULL; n == 0 only with p == NULL; NULL + ENOMEM on
+ *                       failure with p left intact.
+ *   be_aligned(a, n)    a is a power of two (any size, even < sizeof(void *));
+ *                       NULL + ENOMEM on failure.
+ *   be_free(p), be_free_sized(p, n), be_free_aligned_sized(p, a, n)
+ *                       p may be NULL; n is the size asked for at allocation time.
+ *   be_usable_size(p)   0 for NULL.
+ * All of them leave errno alone on success. */
+
+#if defined(ALLOCSHIM_BACKEND_JEMALLOC)
+
+/* jemalloc is linked statically, from a build-time copy of the distribution's
+ * libjemalloc_pic.a whose public names carry the _ prefix; so the
+ * forwards below are direct calls into jemalloc's own fast paths. */
+#define ALLOCSHIM_BACKEND_NAME "jemalloc"
+#define BE_HIDDEN __attribute__((visibility("hidden")))
+
+BE_HIDDEN void *_malloc(size_t n);
+BE_HIDDEN void *_calloc(size_t c, size_t n);
+BE_HIDDEN void *_realloc(void *p, size_t n);
+BE_HIDDEN void *_aligned_alloc(size_t a, size_t n);
+BE_HIDDEN void _free(void *p);
+BE_HIDDEN void _sdallocx(void *p, size_t n, int flags);
+BE_HIDDEN size_t _malloc_usable_size(const void *p);
+
+/* jemalloc's flag for "aligned to 2^k" is k itself (MALLOCX_LG_ALIGN). */
+#define BE_JE_ALIGN(a) ((int)__builtin_ctzl((unsigned long)(a)))
+
+/* jemalloc meets the contract as it is, including ENOMEM for sizes above PTRDIFF_MAX. */
+#define be_malloc(n) _malloc(n)
+#define be_calloc(c, n) _calloc((c), (n))
+#define be_realloc(p, n) _realloc((p), (n))
+#define be_aligned(a, n) _aligned_alloc((a), (n))
+#define be_free(p) _free(p)
+#define be_usable_size(p) _malloc_usable_size(p)
+
+/* sdallocx() has no NULL check of its own. */
+static inline void be_free_sized(void *p, size_t n) {
+  if (ALLOC_LIKELY(p != NULL))
+    _sdallocx(p, n, 0);
+}
+static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
+  if (ALLOC_LIKELY(p != NULL))
+    _sdallocx(p, n, BE_JE_ALIGN(a));
+}
+
+#elif defined(ALLOCSHIM_BACKEND_MIMALLOC)
+
+#include <mimalloc.h>
+#define ALLOCSHIM_BACKEND_NAME "mimalloc"
+
+/* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX,
+ * for calloc overflow and for failed aligned requests; the adapters add it. */
+static inline void *be_enomem(void) {
+  errno = ENOMEM;
+  return NULL;
+}
+static inline void *be_malloc(size_t n) {
+  if (ALLOC_UNLIKELY(n > PTRDIFF_MAX))
+    return be_enomem();
+  return mi_malloc(n);
+}
+static inline void *be_calloc(size_t c, size_t n) {
+  size_t total;
+  if (ALLOC_UNLIKELY(__builtin_mul_overflow(c, n, &total) || total > PTRDIFF_MAX))
+    return be_enomem();
+  return mi_calloc(c, n);
+}
+static inline void *be_realloc(void *p, size_t n) {
+  void *q = n > PTRDIFF_MAX ? NULL : mi_realloc(p, n);
+  return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
+}
+static inline void *be_aligned(size_t a, size_t n) {
+  void *q = (n > PTRDIFF_MAX || a > PTRDIFF_MAX) ? NULL : mi_malloc_aligned(n, a);
+  return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
+}
+#define be_free(p) mi_free(p)
+#define be_free_sized(p, n) mi_free_size((p), (n))
+#define be_free_aligned_sized(p, a, n) mi_free_size_aligned((p), (n), (a))
+#define be_usable_size(p) mi_usable_size(p)
+
+#else
+#error "cmake/AllocshimBackend.cmake must define ALLOCSHIM_BACKEND_JEMALLOC or _MIMALLOC"
+#endif
+
+/* Implemented once per backend, in src/backend_<name>.c. */
+void be_init(void);                     /* start-up work; runs with errno saved */
+const char *be_version(void);           /* the backend's own version string */
+int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
+int be_profile_dump(const char *path);  /* 0, or -1 when the backend failed to write */
+
+#endif /* ALLOCSHIM_BACKEND_H */

@@ -1,0 +1,88 @@
+/* jemalloc's half of the backend: version, heap-profile control, start-up options,
+ * and jemalloc's extended API re-exported for programs built against libjemalloc. */
+#define _GNU_SOURCE
+#include "backend.h"
+#include "internal.h"
+
+#include <allocshim.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HIDDEN __attribute__((visibility("hidden")))
+#define EXPORT ALLOC_API
+
+HIDDEN void *_mallocx(size_t n, int flags);
+HIDDEN void *_rallocx(void *p, size_t n, int flags);
+HIDDEN size_t _xallocx(void *p, size_t n, size_t extra, int flags);
+HIDDEN size_t _sallocx(const void *p, int flags);
+HIDDEN void _dallocx(void *p, int flags);
+HIDDEN size_t _nallocx(size_t n, int flags);
+HIDDEN int _mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
+                                size_t newlen);
+HIDDEN int _mallctlnametomib(const char *name, size_t *mib, size_t *miblen);
+HIDDEN int _mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
+                                     size_t *oldlenp, void *newp, size_t newlen);
+HIDDEN void _malloc_stats_print(void (*write_cb)(void *, const char *), void *opaque,
+                                            const char *opts);
+HIDDEN char *_secure_getenv(const char *name);
+
+/* A program linked against libjemalloc that calls mallocx() or sdallocx() while the
+ * shim is preloaded must reach this copy of jemalloc, or its pointers would cross
+ * allocators. So jemalloc's own extended API is part of the shim's ABI. */
+EXPORT void *mallocx(size_t n, int f) { return _mallocx(n, f); }
+EXPORT void *rallocx(void *p, size_t n, int f) { return _rallocx(p, n, f); }
+EXPORT size_t xallocx(void *p, size_t n, size_t x, int f) { return _xallocx(p, n, x, f); }
+EXPORT size_t sallocx(const void *p, int f) { return _sallocx(p, f); }
+EXPORT void dallocx(void *p, int f) { _dallocx(p, f); }
+EXPORT void sdallocx(void *p, size_t n, int f) { _sdallocx(p, n, f); }
+EXPORT size_t nallocx(size_t n, int f) { return _nallocx(n, f); }
+EXPORT int mallctl(const char *name, void *o, size_t *ol, void *n, size_t nl) { return _mallctl(name, o, ol, n, nl); }
+EXPORT int mallctlnametomib(const char *name, size_t *m, size_t *ml) { return _mallctlnametomib(name, m, ml); }
+EXPORT int mallctlbymib(const size_t *m, size_t ml, void *o, size_t *ol, void *n, size_t nl) { return _mallctlbymib(m, ml, o, ol, n, nl); }
+EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const char *opts) { _malloc_stats_print(cb, o, opts); }
+
+/* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
+ * allocation, which can come before any constructor of ours. The build renames that
+ * call to this function, so the ALLOCSHIM_ settings are in place however early that
+ * is. They go first: jemalloc lets later options win, so MALLOC_CONF keeps the last
+ * word. No allocation is allowed here. */
+char *_secure_getenv(const char *name) {
+  if (strcmp(name, "MALLOC_CONF") != 0)
+    return secure_getenv(name);
+  static char conf[1024];
+  const char *user = secure_getenv("MALLOC_CONF");
+  if (!allocshim_env_flag("PROF"))
+    return (char *)user;
+  /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2. */
+  const char *sample = allocshim_env("PROF_SAMPLE");
+  unsigned long long bytes = sample ? strtoull(sample, NULL, 10) : 0;
+  int len = snprintf(conf, sizeof conf, "prof:true,prof_active:true");
+  if (bytes > 0)
+    len += snprintf(conf + len, sizeof conf - (size_t)len, ",lg_prof_sample:%d",
+                    63 - __builtin_clzll(bytes));
+  if (user != NULL && user[0] != '\0')
+    snprintf(conf + len, sizeof conf - (size_t)len, ",%s", user);
+  return conf;
+}
+
+void be_init(void) {}
+
+const char *be_version(void) {
+  const char *v = NULL;
+  size_t len = sizeof v;
+  return _mallctl("version", &v, &len, NULL, 0) == 0 && v ? v : "unknown";
+}
+
+int be_profile_status(void) {
+  bool on = false;
+  size_t len = sizeof on;
+  if (_mallctl("opt.prof", &on, &len, NULL, 0) != 0)
+    return ALLOC_ENOTSUP; /* a jemalloc built without --enable-prof */
+  return on ? ALLOC_OK : ALLOC_EPROFOFF;
+}
+
+int be_profile_dump(const char *path) {
+  return _mallctl("prof.dump", NULL, NULL, &path, sizeof path) == 0 ? 0 : -1;
+}

@@ -1,0 +1,50 @@
+/* Start-up settings and diagnostics: the one reader of ALLOCSHIM_* variables and
+ * the one writer to stderr, neither of which may allocate. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+const char *allocshim_env(const char *suffix) {
+  char name[64];
+  int n = snprintf(name, sizeof name, "ALLOCSHIM_%s", suffix);
+  if (n < 0 || (size_t)n >= sizeof name)
+    return NULL;
+  return secure_getenv(name);
+}
+
+bool allocshim_env_flag(const char *suffix) {
+  static const char *const yes[] = {"1", "y", "yes", "true", "on"};
+  const char *v = allocshim_env(suffix);
+  for (size_t i = 0; v != NULL && i < sizeof yes / sizeof yes[0]; i++)
+    if (strcasecmp(v, yes[i]) == 0)
+      return true;
+  return false;
+}
+
+void allocshim_say(const char *fmt, ...) {
+  int saved = errno;
+  char line[512];
+  size_t prefix = (size_t)snprintf(line, sizeof line, "allocshim: ");
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line + prefix, sizeof line - prefix - 1, fmt, ap);
+  va_end(ap);
+  size_t len = n < 0 ? prefix : prefix + (size_t)n;
+  if (len > sizeof line - 2)
+    len = sizeof line - 2;
+  line[len++] = '\n';
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(STDERR_FILENO, line + off, len - off);
+    if (w <= 0 && errno != EINTR)
+      break;
+    off += w > 0 ? (size_t)w : 0;
+  }
+  errno = saved;
+}

@@ -1,0 +1,64 @@
+/* The C and glibc rules that hold whatever the backend: zero sizes, overflow,
+ * alignment checks and errno. front.c calls these; backend.h supplies be_*(). */
+#ifndef ALLOCSHIM_GLUE_H
+#define ALLOCSHIM_GLUE_H
+
+#include "backend.h"
+
+#include <stdbool.h>
+
+static inline bool glue_pow2(size_t a) {
+  return a != 0 && (a & (a - 1)) == 0;
+}
+
+/* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
+static inline void *glue_realloc(void *p, size_t n) {
+  if (ALLOC_UNLIKELY(n == 0 && p != NULL)) {
+    be_free(p);
+    return NULL;
+  }
+  return be_realloc(p, n);
+}
+
+static inline void *glue_reallocarray(void *p, size_t count, size_t size) {
+  size_t total;
+  if (ALLOC_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return glue_realloc(p, total);
+}
+
+/* POSIX: the error is the return value; *out and errno are left alone on failure. */
+static inline int glue_posix_memalign(void **out, size_t align, size_t size) {
+  if (out == NULL || !glue_pow2(align) || align % sizeof(void *) != 0)
+    return EINVAL;
+  int saved = errno;
+  void *p = be_aligned(align, size);
+  if (ALLOC_UNLIKELY(p == NULL)) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+/* C11/C17: the alignment must be a power of two; glibc 2.38 and later say EINVAL. */
+static inline void *glue_aligned_alloc(size_t align, size_t size) {
+  if (ALLOC_UNLIKELY(!glue_pow2(align))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return be_aligned(align, size);
+}
+
+/* Less common entry points, kept out of line in glue.c. */
+void *glue_memalign(size_t align, size_t size);
+void *glue_valloc(size_t size);
+void *glue_pvalloc(size_t size);
+void glue_free_aligned_sized(void *p, size_t align, size_t size);
+/* operator new's answer to a failed allocation: the new-handler loop, then
+ * std::bad_alloc (or NULL for the nothrow forms). align 0 means unaligned. */
+void *glue_cxx_new_failed(size_t size, size_t align, bool nothrow);
+
+#endif /* ALLOCSHIM_GLUE_H */
