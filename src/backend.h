@@ -42,10 +42,16 @@ BE_HIDDEN size_t _malloc_usable_size(const void *p);
 /* jemalloc's flag for "aligned to 2^k" is k itself (MALLOCX_LG_ALIGN). */
 #define BE_JE_ALIGN(a) ((int)__builtin_ctzl((unsigned long)(a)))
 
-/* jemalloc meets the contract as it is, including ENOMEM for sizes above PTRDIFF_MAX. */
+/* jemalloc 5.3 meets the contract as it is, but for realloc: a request above
+ * PTRDIFF_MAX fails there without setting errno. */
 #define be_malloc(n) _malloc(n)
 #define be_calloc(c, n) _calloc((c), (n))
-#define be_realloc(p, n) _realloc((p), (n))
+static inline void *be_realloc(void *p, size_t n) {
+  void *q = _realloc(p, n);
+  if (ALLOC_UNLIKELY(q == NULL))
+    errno = ENOMEM;
+  return q;
+}
 #define be_aligned(a, n) _aligned_alloc((a), (n))
 #define be_free(p) _free(p)
 #define be_usable_size(p) _malloc_usable_size(p)

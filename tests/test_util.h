@@ -1,0 +1,46 @@
+/* Small helpers the tests share: byte patterns that catch lost or mixed-up data,
+ * and a way to pass absurd sizes without the compiler rejecting them first. */
+#ifndef ALLOCSHIM_TEST_UTIL_H
+#define ALLOCSHIM_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The byte expected at offset i: it does not repeat with any short period, so data
+ * that realloc shifted, truncated or mixed with another block fails the check. */
+static inline unsigned char pattern_byte(size_t i) {
+  uint32_t x = (uint32_t)i * 2654435761u;
+  return (unsigned char)(x >> 24 ^ i >> 8);
+}
+
+static inline void fill_pattern(void *p, size_t n) {
+  unsigned char *b = (unsigned char *)p;
+  for (size_t i = 0; i < n; i++)
+    b[i] = pattern_byte(i);
+}
+
+static inline bool check_pattern(const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != pattern_byte(i))
+      return false;
+  return true;
+}
+
+static inline bool all_zero(const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != 0)
+      return false;
+  return true;
+}
+
+/* Hides a constant from the optimiser, which may otherwise fold malloc(SIZE_MAX)
+ * to NULL at compile time and test nothing. */
+static inline size_t opaque_size(size_t n) {
+  volatile size_t v = n;
+  return v;
+}
+
+#endif /* ALLOCSHIM_TEST_UTIL_H */
