@@ -46,6 +46,8 @@ int alloc_profile_dump(const char *path) {
   }
   if (path != NULL && path[0] == '\0')
     return fail(ALLOC_EINVAL, EINVAL);
+  if (path != NULL && strlen(path) + sizeof TMP_SUFFIX > PATH_MAX)
+    return fail(ALLOC_EINVAL, ENAMETOOLONG);
   if (status != ALLOC_OK)
     return fail(status, ENOENT);
 
@@ -57,9 +59,7 @@ int alloc_profile_dump(const char *path) {
     path = name;
   }
   char tmp[PATH_MAX];
-  int n = snprintf(tmp, sizeof tmp, "%s" TMP_SUFFIX, path);
-  if (n < 0 || (size_t)n >= sizeof tmp)
-    return fail(ALLOC_EINVAL, ENAMETOOLONG);
+  snprintf(tmp, sizeof tmp, "%s" TMP_SUFFIX, path);
 
   /* mkstemp() is where a missing directory or a permission problem shows, with the
    * real errno; the backend itself only says "failed". */

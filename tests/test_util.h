@@ -6,6 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 /* The byte expected at offset i: it does not repeat with any short period, so data
  * that realloc shifted, truncated or mixed with another block fails the check. */
@@ -41,6 +44,37 @@ static inline bool all_zero(const void *p, size_t n) {
 static inline size_t opaque_size(size_t n) {
   volatile size_t v = n;
   return v;
+}
+
+/* Redirects stderr into a temporary file until stderr_end(), which returns what was
+ * written (at most cap - 1 bytes, NUL-terminated). Not nestable. */
+static int stderr_saved_fd = -1;
+static FILE *stderr_capture;
+
+static inline void stderr_begin(void) {
+  fflush(stderr);
+  stderr_capture = tmpfile();
+  stderr_saved_fd = dup(STDERR_FILENO);
+  dup2(fileno(stderr_capture), STDERR_FILENO);
+}
+
+static inline const char *stderr_end(char *buf, size_t cap) {
+  fflush(stderr);
+  dup2(stderr_saved_fd, STDERR_FILENO);
+  close(stderr_saved_fd);
+  rewind(stderr_capture);
+  size_t n = fread(buf, 1, cap - 1, stderr_capture);
+  buf[n] = '\0';
+  fclose(stderr_capture);
+  return buf;
+}
+
+/* How many times `needle` occurs in `hay`. */
+static inline int count_of(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
 }
 
 #endif /* ALLOCSHIM_TEST_UTIL_H */

@@ -1,0 +1,132 @@
+/* Tests for src/backend_jemalloc.c, linked statically so that jemalloc's mallctl can
+ * be replaced by a cmocka mock (--wrap=_mallctl) to reach its failure paths. */
+#define _GNU_SOURCE
+#include <allocshim.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+
+char *_secure_getenv(const char *name);
+int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+/* Names whose mallctl the current test wants to fail; everything else is real. */
+static const char *failing;
+static bool fake_prof_on;
+
+int __wrap__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  if (failing != NULL && strcmp(name, failing) == 0)
+    return (int)mock();
+  if (fake_prof_on && strcmp(name, "opt.prof") == 0) {
+    *(bool *)oldp = true;
+    return 0;
+  }
+  return __real__mallctl(name, oldp, oldlenp, newp, newlen);
+}
+
+static int reset(void **state) {
+  (void)state;
+  failing = NULL;
+  fake_prof_on = false;
+  unsetenv("ALLOCSHIM_PROF");
+  unsetenv("ALLOCSHIM_PROF_SAMPLE");
+  unsetenv("MALLOC_CONF");
+  return 0;
+}
+
+static void test_version(void **state) {
+  (void)state;
+  assert_int_equal(strncmp(be_version(), "5.", 2), 0);
+  failing = "version";
+  will_return(__wrap__mallctl, ENOENT);
+  assert_string_equal(be_version(), "unknown");
+}
+
+static void test_profile_status(void **state) {
+  (void)state;
+  assert_int_equal(be_profile_status(), ALLOC_EPROFOFF);
+  fake_prof_on = true;
+  assert_int_equal(be_profile_status(), ALLOC_OK);
+  /* A jemalloc built without profiling has no opt.prof at all. */
+  failing = "opt.prof";
+  will_return(__wrap__mallctl, ENOENT);
+  assert_int_equal(be_profile_status(), ALLOC_ENOTSUP);
+}
+
+/* jemalloc failing half-way must leave no file behind, and say EIO. */
+static void test_dump_backend_failure(void **state) {
+  (void)state;
+  char dir[] = "/tmp/allocshim-test-je.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/x.heap", dir);
+  fake_prof_on = true;
+  failing = "prof.dump";
+  will_return(__wrap__mallctl, EFAULT);
+  errno = 0;
+  assert_int_equal(alloc_profile_dump(path), ALLOC_EIO);
+  assert_int_equal(errno, EIO);
+  DIR *d = opendir(dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  assert_int_equal(n, 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+/* The MALLOC_CONF that jemalloc sees: ALLOCSHIM_ options first, the user's last. */
+static void test_conf(void **state) {
+  (void)state;
+  assert_null(_secure_getenv("MALLOC_CONF"));
+  setenv("MALLOC_CONF", "narenas:2", 1);
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), "narenas:2");
+  setenv("ALLOCSHIM_PROF", "1", 1);
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), "prof:true,prof_active:true,narenas:2");
+  setenv("ALLOCSHIM_PROF_SAMPLE", "1048576", 1);
+  unsetenv("MALLOC_CONF");
+  assert_string_equal(_secure_getenv("MALLOC_CONF"),
+                      "prof:true,prof_active:true,lg_prof_sample:20");
+  setenv("ALLOCSHIM_PROF", "0", 1);
+  assert_null(_secure_getenv("MALLOC_CONF"));
+  /* Other variables pass straight through. */
+  setenv("ALLOCSHIM_TEST_OTHER", "value", 1);
+  assert_string_equal(_secure_getenv("ALLOCSHIM_TEST_OTHER"), "value");
+}
+
+/* jemalloc's extended API is the shim's, for programs built against libjemalloc. */
+void *mallocx(size_t n, int flags);
+size_t sallocx(const void *p, int flags);
+void sdallocx(void *p, size_t n, int flags);
+size_t nallocx(size_t n, int flags);
+
+static void test_extended_api(void **state) {
+  (void)state;
+  void *p = mallocx(100, 0);
+  assert_non_null(p);
+  assert_int_equal(sallocx(p, 0), nallocx(100, 0));
+  assert_int_equal(sallocx(p, 0), be_usable_size(p));
+  sdallocx(p, 100, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_version, reset),
+      cmocka_unit_test_setup(test_profile_status, reset),
+      cmocka_unit_test_setup(test_dump_backend_failure, reset),
+      cmocka_unit_test_setup(test_conf, reset),
+      cmocka_unit_test_setup(test_extended_api, reset),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
