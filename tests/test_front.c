@@ -187,10 +187,10 @@ static void test_realloc_failure_keeps_block(void **state) {
   unsigned char *p = malloc(1000);
   fill_pattern(p, 1000);
   errno = 0;
-  assert_null(realloc(p, opaque_size(SIZE_MAX)));
+  assert_null(realloc(opaque_ptr(p), opaque_size(SIZE_MAX)));
   assert_int_equal(errno, ENOMEM);
   errno = 0;
-  assert_null(realloc(p, opaque_size((size_t)PTRDIFF_MAX + 1)));
+  assert_null(realloc(opaque_ptr(p), opaque_size((size_t)PTRDIFF_MAX + 1)));
   assert_int_equal(errno, ENOMEM);
   assert_true(check_pattern(p, 1000));
   free(p);
@@ -207,7 +207,7 @@ static void test_reallocarray(void **state) {
   assert_non_null(q);
   assert_true(check_pattern(q, 100));
   errno = 0;
-  assert_null(reallocarray(q, opaque_size(SIZE_MAX / 2 + 1), 2));
+  assert_null(reallocarray(opaque_ptr(q), opaque_size(SIZE_MAX / 2 + 1), 2));
   assert_int_equal(errno, ENOMEM);
   assert_true(check_pattern(q, 100)); /* untouched by the failed call */
   assert_null(reallocarray(q, 0, 10)); /* realloc(q, 0): freed, as glibc does */

@@ -46,6 +46,13 @@ static inline size_t opaque_size(size_t n) {
   return v;
 }
 
+/* Hides a pointer's identity, for tests that reuse a block after a call that
+ * failed to reallocate it (compilers assume the call freed it). */
+static inline void *opaque_ptr(void *p) {
+  void *volatile v = p;
+  return v;
+}
+
 /* Redirects stderr into a temporary file until stderr_end(), which returns what was
  * written (at most cap - 1 bytes, NUL-terminated). Not nestable. */
 static int stderr_saved_fd = -1;
