@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the build into a scratch prefix and builds a consumer against it three
+# ways: CMake find_package, pkg-config, and plain cc -lallocshim.
+# usage: consumer.sh BUILD_DIR SOURCE_DIR BACKEND
+set -euo pipefail
+build=$1 src=$2 backend=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+libdir=$(dirname "$(find "$prefix" -name 'liballocshim.so' | head -1)")
+c=$src/tests/integration/consumer
+fail=0
+check() { # NAME PROGRAM
+  local out
+  if out=$(LD_LIBRARY_PATH=$libdir "$2") && grep -q "served by $backend" <<<"$out"; then
+    echo "consumer: ok: $1: $out"
+  else
+    echo "consumer: FAIL: $1: $out"; fail=1
+  fi
+}
+
+cmake -S "$c" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$tmp/cm" >/dev/null
+check "find_package, shared" "$tmp/cm/consumer"
+check "find_package, static" "$tmp/cm/consumer_static"
+
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+# shellcheck disable=SC2046
+cc -o "$tmp/pc" "$c/main.c" $(pkg-config --cflags --libs allocshim)
+check "pkg-config" "$tmp/pc"
+# The static archive, with the backend's libraries from Libs.private.
+static_libs=$(pkg-config --static --libs-only-l allocshim)
+# shellcheck disable=SC2046,SC2086
+cc -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
+  ${static_libs//-lallocshim/} -L"$libdir"
+check "pkg-config --static" "$tmp/pc_static"
+
+cc -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
+check "cc -lallocshim" "$tmp/plain"
+exit $fail
