@@ -124,7 +124,7 @@ static void test_calloc_zero_and_overflow(void **state) {
   free(a);
   free(b);
   const size_t bad[][2] = {{SIZE_MAX, 2}, {2, SIZE_MAX}, {SIZE_MAX / 2 + 1, 2}, {SIZE_MAX, SIZE_MAX},
-                           {(size_t)1 << 33, (size_t)1 << 31}};
+                           {(size_t)1 << (sizeof(size_t) * 4 + 1), (size_t)1 << (sizeof(size_t) * 4)}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     errno = 0;
     assert_null(calloc(opaque_size(bad[i][0]), opaque_size(bad[i][1])));
