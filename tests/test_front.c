@@ -75,8 +75,10 @@ static void test_malloc_zero_is_unique(void **state) {
 
 static void test_malloc_huge_is_enomem(void **state) {
   (void)state;
+  /* PTRDIFF_MAX itself can succeed in a 32-bit process; above it, nothing can. */
   const size_t huge[] = {SIZE_MAX, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1, (size_t)PTRDIFF_MAX};
-  for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+  size_t count = sizeof(size_t) == 8 ? 4 : 3;
+  for (size_t i = 0; i < count; i++) {
     errno = 0;
     assert_null(malloc(opaque_size(huge[i])));
     assert_int_equal(errno, ENOMEM);

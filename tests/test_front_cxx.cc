@@ -10,6 +10,7 @@
 #include <map>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 extern "C" {
@@ -33,7 +34,7 @@ std::string provider(const char *name) {
 }
 
 void test_operators_resolve_to_shim(void **) {
-  const char *sz = sizeof(std::size_t) == sizeof(unsigned long) ? "m" : "j";
+  const char *sz = std::is_same<std::size_t, unsigned long>::value ? "m" : "j";
   const std::string names[] = {
       std::string("_Znw") + sz, std::string("_Zna") + sz,
       std::string("_Znw") + sz + "RKSt9nothrow_t", std::string("_Zna") + sz + "RKSt9nothrow_t",
@@ -96,9 +97,9 @@ void test_over_aligned(void **) {
   }
 }
 
-// Sizes that cannot be had, hidden from the optimiser.
+// A size no process can have (above PTRDIFF_MAX), hidden from the optimiser.
 std::size_t impossible() {
-  volatile std::size_t n = SIZE_MAX / 2;
+  volatile std::size_t n = SIZE_MAX / 2 + 4096;
   return n;
 }
 

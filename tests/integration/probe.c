@@ -72,12 +72,14 @@ int main(int argc, char **argv) {
   if (strcmp(backend, "jemalloc") == 0) {
     backend_accounted = jemalloc_thread_allocated() - je_before;
   } else if (strcmp(backend, "mimalloc") == 0) {
-    bool (*in_heap)(const void *) = (bool (*)(const void *))dlsym(RTLD_DEFAULT, "mi_is_in_heap_region");
-    CHECK(in_heap != NULL, "mi_is_in_heap_region not found");
+    /* mi_check_owned walks this thread's heap: slow, exact, and 32-bit safe (where
+     * mi_is_in_heap_region does not know large blocks). */
+    bool (*owned)(const void *) = (bool (*)(const void *))dlsym(RTLD_DEFAULT, "mi_check_owned");
+    CHECK(owned != NULL, "mi_check_owned not found");
     int local;
-    CHECK(in_heap && !in_heap(&local), "mimalloc claims a stack address");
-    for (int i = 0; in_heap && i < BLOCKS; i++)
-      if (in_heap(blocks[i]))
+    CHECK(owned && !owned(&local), "mimalloc claims a stack address");
+    for (int i = 0; owned && i < BLOCKS; i++)
+      if (owned(blocks[i]))
         backend_accounted += BLOCK_SIZE;
   }
   CHECK(backend_accounted >= (uint64_t)BLOCKS * BLOCK_SIZE,
