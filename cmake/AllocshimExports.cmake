@@ -8,11 +8,13 @@ set(ALLOCSHIM_EXPORTS
     pvalloc malloc_usable_size free_sized free_aligned_sized cfree
     # include/allocshim.h
     alloc_strerror alloc_version alloc_backend alloc_backend_version alloc_profile_supported
-    alloc_profile_dump)
+    alloc_profile_dump alloc_profile_activate alloc_stats alloc_stats_print)
 
 if(ALLOCSHIM_TARGET_GLIBC)
   list(APPEND ALLOCSHIM_EXPORTS __libc_malloc __libc_free __libc_calloc __libc_realloc
-       __libc_memalign __libc_valloc __libc_pvalloc)
+       __libc_memalign __libc_valloc __libc_pvalloc
+       # glibc's introspection, answered by the backend (src/stats.c)
+       mallinfo2 mallinfo malloc_stats malloc_info malloc_trim mallopt)
 endif()
 
 # operator new/delete; size_t mangles as 'm' on LP64 and 'j' on 32-bit targets.

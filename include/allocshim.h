@@ -3,6 +3,11 @@
 #ifndef ALLOCSHIM_H
 #define ALLOCSHIM_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,13 +80,50 @@ ALLOC_API const char *alloc_backend_version(void);
 ALLOC_API int alloc_profile_supported(void);
 
 /* Write a heap profile that `jeprof` reads to `path`, atomically: the file appears
- * complete or not at all. NULL picks "allocshim.<pid>.<seq>.heap" in the current
- * directory. Profiling must be enabled at start with ALLOCSHIM_PROF=1.
+ * complete or not at all. NULL picks "<dir>/allocshim.<pid>.<seq>.heap", <dir> being
+ * ALLOCSHIM_PROF_DIR (created 0700 if missing) or the current directory.
+ * Profiling must be enabled at start with ALLOCSHIM_PROF=1.
  * Returns ALLOC_OK; ALLOC_EINVAL for "" (errno EINVAL) or a path longer than PATH_MAX
  * (errno ENAMETOOLONG); ALLOC_EPROFOFF when profiling is off (errno ENOENT);
  * ALLOC_EIO when the file cannot be written (errno from the OS);
  * ALLOC_ENOTSUP on the mimalloc backend (errno ENOTSUP; also said once on stderr). */
 ALLOC_API int alloc_profile_dump(const char *path);
+
+/* Start (true) or stop (false) sampling allocations, for a program started with
+ * ALLOCSHIM_PROF=1. Memory sampled before a stop stays in later profiles.
+ * Returns ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP (errno as for the dump). */
+ALLOC_API int alloc_profile_activate(bool active);
+
+/* ---- Statistics ------------------------------------------------------------------ */
+
+/* A field the backend cannot tell holds this value, never a made-up 0. */
+#define ALLOC_STAT_UNKNOWN SIZE_MAX
+
+/* Bytes, as the backend counts them, refreshed by every alloc_stats() call.
+ *                jemalloc   mimalloc
+ *   allocated    exact      unknown (mimalloc release builds keep no live-byte count)
+ *   active       exact      approximate: memory mimalloc has committed
+ *   resident     exact      approximate: the process's resident set (/proc/self/statm)
+ *   mapped       exact      unknown
+ *   retained     exact      unknown */
+typedef struct alloc_stats {
+  size_t allocated; /* in live blocks the program owns */
+  size_t active;    /* in pages that hold live blocks */
+  size_t resident;  /* physically resident */
+  size_t mapped;    /* mapped from the system and in use */
+  size_t retained;  /* mapped, unused, kept for reuse */
+} alloc_stats_t;
+
+/* Fill *out with the backend's current figures. ALLOC_OK, or ALLOC_EINVAL for NULL
+ * (errno EINVAL). */
+ALLOC_API int alloc_stats(alloc_stats_t *out);
+
+typedef enum alloc_format { ALLOC_FORMAT_TEXT = 0, ALLOC_FORMAT_JSON = 1 } alloc_format;
+
+/* Write the alloc_stats() figures to `f`, with the backend's name: one line of text,
+ * or one JSON object (unknown fields are null). ALLOC_OK; ALLOC_EINVAL for a NULL
+ * stream or an unknown format (errno EINVAL); ALLOC_EIO if writing fails. */
+ALLOC_API int alloc_stats_print(FILE *f, int format);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #define ALLOCSHIM_BACKEND_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,9 +107,12 @@ static inline void *be_aligned(size_t a, size_t n) {
 #endif
 
 /* Implemented once per backend, in src/backend_<name>.c. */
-void be_init(void);                     /* start-up work; runs with errno saved */
-const char *be_version(void);           /* the backend's own version string */
-int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
-int be_profile_dump(const char *path);  /* 0, or -1 when the backend failed to write */
+struct alloc_stats;
+const char *be_version(void);            /* the backend's own version string */
+int be_profile_status(void);             /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
+int be_profile_dump(const char *path);   /* 0, or -1 when the backend failed to write */
+int be_profile_activate(bool active);    /* 0, or -1 */
+void be_stats(struct alloc_stats *out);  /* every field, ALLOC_STAT_UNKNOWN where unknown */
+bool be_purge(void);                     /* return free memory; true if any went back */
 
 #endif /* ALLOCSHIM_BACKEND_H */

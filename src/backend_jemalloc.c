@@ -6,6 +6,7 @@
 
 #include <allocshim.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,6 @@ char *_secure_getenv(const char *name) {
   return conf;
 }
 
-void be_init(void) {}
-
 const char *be_version(void) {
   const char *v = NULL;
   size_t len = sizeof v;
@@ -85,4 +84,36 @@ int be_profile_status(void) {
 
 int be_profile_dump(const char *path) {
   return _mallctl("prof.dump", NULL, NULL, &path, sizeof path) == 0 ? 0 : -1;
+}
+
+int be_profile_activate(bool active) {
+  return _mallctl("prof.active", NULL, NULL, &active, sizeof active) == 0 ? 0 : -1;
+}
+
+static size_t stat_of(const char *name) {
+  size_t v = 0, len = sizeof v;
+  return _mallctl(name, &v, &len, NULL, 0) == 0 ? v : ALLOC_STAT_UNKNOWN;
+}
+
+void be_stats(alloc_stats_t *out) {
+  /* jemalloc's statistics are a snapshot taken when the epoch advances. */
+  uint64_t epoch = 1;
+  size_t len = sizeof epoch;
+  _mallctl("epoch", &epoch, &len, &epoch, len);
+  out->allocated = stat_of("stats.allocated");
+  out->active = stat_of("stats.active");
+  out->resident = stat_of("stats.resident");
+  out->mapped = stat_of("stats.mapped");
+  out->retained = stat_of("stats.retained");
+}
+
+bool be_purge(void) {
+  alloc_stats_t before, after;
+  be_stats(&before);
+  /* This thread's cache first, then every arena's unused dirty pages (4096 is
+   * MALLCTL_ARENAS_ALL). */
+  _mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+  _mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
+  be_stats(&after);
+  return after.resident < before.resident;
 }

@@ -1,17 +1,14 @@
-/* mimalloc's half of the backend: version string and start-up. mimalloc has no heap
- * profiler, so the profiling calls report ALLOC_ENOTSUP. */
+/* mimalloc's half of the backend: version string and statistics. mimalloc has no
+ * heap profiler, so the profiling calls report ALLOC_ENOTSUP. */
+#define _GNU_SOURCE
 #include "backend.h"
 #include "internal.h"
 
 #include <allocshim.h>
+#include <fcntl.h>
 #include <stdio.h>
-
-void be_init(void) {
-  if (allocshim_env("PROF") != NULL)
-    allocshim_say("heap profiling is not supported on this platform: this build uses "
-                  "mimalloc %s, ALLOCSHIM_PROF is ignored",
-                  be_version());
-}
+#include <stdlib.h>
+#include <unistd.h>
 
 const char *be_version(void) {
   static char text[32];
@@ -25,4 +22,44 @@ int be_profile_status(void) { return ALLOC_ENOTSUP; }
 int be_profile_dump(const char *path) {
   (void)path;
   return -1;
+}
+
+int be_profile_activate(bool active) {
+  (void)active;
+  return -1;
+}
+
+/* The process's resident set, from /proc without stdio (no allocation). */
+static size_t resident_bytes(void) {
+  char buf[128];
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0)
+    close(fd);
+  if (n <= 0)
+    return ALLOC_STAT_UNKNOWN;
+  buf[n] = '\0';
+  char *p = buf;
+  strtoull(p, &p, 10); /* total program size; resident comes next */
+  return (size_t)strtoull(p, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t committed_bytes(void) {
+  size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
+  mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
+  return commit;
+}
+
+void be_stats(alloc_stats_t *out) {
+  out->allocated = ALLOC_STAT_UNKNOWN; /* release builds keep no live-byte count */
+  out->active = committed_bytes();
+  out->resident = resident_bytes();
+  out->mapped = ALLOC_STAT_UNKNOWN;
+  out->retained = ALLOC_STAT_UNKNOWN;
+}
+
+bool be_purge(void) {
+  size_t before = committed_bytes(), rss = resident_bytes();
+  mi_collect(true);
+  return committed_bytes() < before || resident_bytes() < rss;
 }

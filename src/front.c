@@ -2,6 +2,7 @@
  * each a one-line forward to the backend (backend.h) or to the semantics glue (glue.h). */
 #define _GNU_SOURCE
 #include "glue.h"
+#include "internal.h"
 
 #include <allocshim.h>
 #include <limits.h>
@@ -47,6 +48,17 @@ void *__libc_realloc(void *p, size_t n) ALIAS(realloc);
 void *__libc_memalign(size_t a, size_t n) ALIAS(memalign);
 void *__libc_valloc(size_t n) ALIAS(valloc);
 void *__libc_pvalloc(size_t n) ALIAS(pvalloc);
+#endif
+
+/* glibc's introspection, answered from the backend's figures (src/stats.c); glibc's
+ * own would describe its empty arena. */
+#if defined(__GLIBC__)
+EXPORT struct mallinfo2 mallinfo2(void) { return stats_mallinfo2(); }
+EXPORT struct mallinfo mallinfo(void) { return stats_mallinfo(); }
+EXPORT void malloc_stats(void) { stats_malloc_stats(); }
+EXPORT int malloc_info(int options, FILE *fp) { return stats_malloc_info(options, fp); }
+EXPORT int malloc_trim(size_t pad) { return stats_malloc_trim(pad); }
+EXPORT int mallopt(int param, int value) { return stats_mallopt(param, value); }
 #endif
 
 /* ---- C++ operator new and delete (Itanium C++ ABI names) ---------------------

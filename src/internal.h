@@ -4,6 +4,8 @@
 #define ALLOCSHIM_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 /* The value of ALLOCSHIM_<suffix>, or NULL. Read with secure_getenv, so a setuid or
  * setgid program never obeys them. Every ALLOCSHIM_ variable goes through here. */
@@ -15,5 +17,18 @@ bool allocshim_env_flag(const char *suffix);
 /* One line on stderr, prefixed "allocshim: ". Formats into a stack buffer and
  * write()s it, so it never allocates. */
 void allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Called once when the library loads: ALLOCSHIM_PROF_SIGNAL, _AT_EXIT and _DIR. */
+void profile_start(void);
+/* "USR2", "SIGUSR2" or "12" to a signal number; -1 for what cannot be caught. */
+int profile_parse_signal(const char *text);
+
+/* glibc's introspection calls, answered by src/stats.c. */
+struct mallinfo2 stats_mallinfo2(void);
+struct mallinfo stats_mallinfo(void);
+void stats_malloc_stats(void);
+int stats_malloc_info(int options, FILE *fp);
+int stats_malloc_trim(size_t pad);
+int stats_mallopt(int param, int value);
 
 #endif /* ALLOCSHIM_INTERNAL_H */
