@@ -42,5 +42,6 @@ __attribute__((constructor)) static void allocshim_start(void) {
                   alloc_version());
   }
   profile_start();
+  stats_start();
   errno = saved;
 }

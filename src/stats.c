@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int alloc_stats(alloc_stats_t *out) {
   if (out == NULL) {
@@ -128,4 +129,11 @@ int stats_mallopt(int param, int value) {
   (void)param;
   (void)value;
   return 1;
+}
+
+static void print_at_exit(void) { alloc_stats_print(stderr, ALLOC_FORMAT_TEXT); }
+
+void stats_start(void) {
+  if (allocshim_env_flag("STATS_AT_EXIT"))
+    atexit(print_at_exit);
 }
