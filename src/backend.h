@@ -57,14 +57,17 @@ static inline void *be_realloc(void *p, size_t n) {
 #define be_free(p) _free(p)
 #define be_usable_size(p) _malloc_usable_size(p)
 
-/* sdallocx() has no NULL check of its own. */
+/* sdallocx() has no NULL check of its own, and must be told the size jemalloc used:
+ * a zero-byte request was served as one byte, which matters once alignment rounds
+ * it up (aligned_alloc(256, 0) is a 256-byte block, sdallocx(p, 0, 256) would free
+ * an 8-byte one and corrupt the heap). */
 static inline void be_free_sized(void *p, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
-    _sdallocx(p, n, 0);
+    _sdallocx(p, n + (n == 0), 0);
 }
 static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
-    _sdallocx(p, n, BE_JE_ALIGN(a));
+    _sdallocx(p, n + (n == 0), BE_JE_ALIGN(a));
 }
 
 #elif defined(ALLOCSHIM_BACKEND_MIMALLOC)
@@ -93,8 +96,12 @@ static inline void *be_realloc(void *p, size_t n) {
   void *q = n > PTRDIFF_MAX ? NULL : mi_realloc(p, n);
   return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
 }
+/* mimalloc 2.0.9 serves an aligned request whose size is a multiple of the alignment
+ * from its plain size classes, taking those blocks to be aligned; they are not always
+ * (mi_malloc_aligned(256, 256) can end in 0x80). One byte more takes its aligned path. */
 static inline void *be_aligned(size_t a, size_t n) {
-  void *q = (n > PTRDIFF_MAX || a > PTRDIFF_MAX) ? NULL : mi_malloc_aligned(n, a);
+  size_t ask = (a > 16 && n != 0 && (n & (a - 1)) == 0) ? n + 1 : n;
+  void *q = (ask > PTRDIFF_MAX || a > PTRDIFF_MAX) ? NULL : mi_malloc_aligned(ask, a);
   return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
 }
 #define be_free(p) mi_free(p)

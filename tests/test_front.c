@@ -273,6 +273,29 @@ static void test_aligned_alloc(void **state) {
   assert_int_equal(errno, ENOMEM);
 }
 
+/* Sizes that are exact multiples of the alignment, many times over with blocks kept
+ * alive: mimalloc 2.0.9 misaligns some of these on its own. */
+static void test_aligned_exact_multiples(void **state) {
+  (void)state;
+  static void *keep[512];
+  for (size_t a = 32; a <= ((size_t)64 << 10); a <<= 1) {
+    for (int round = 0; round < 4; round++) {
+      for (size_t i = 0; i < 512; i++) {
+        size_t n = a * (1 + i % 8);
+        keep[i] = (i % 2) ? aligned_alloc(a, n) : memalign(a, n);
+        check_block(keep[i], n, a);
+      }
+      for (size_t i = 0; i < 512; i += 1 + round) {
+        free(keep[i]);
+        keep[i] = NULL;
+      }
+      for (size_t i = 0; i < 512; i++)
+        if (keep[i] != NULL)
+          free(keep[i]);
+    }
+  }
+}
+
 static void test_memalign(void **state) {
   (void)state;
   for (size_t a = 1; a <= ((size_t)1 << 20); a <<= 1) {
@@ -343,6 +366,26 @@ static void test_free_sized(void **state) {
     check_block(q, 3 * a, a);
     free_aligned_sized(q, a, 3 * a);
   }
+  /* Zero-byte aligned blocks freed with their (zero) size, as C23 allows: a backend
+   * told the wrong size class would hand the same memory out twice, which the
+   * pattern check below catches. */
+  static unsigned char *small[4000];
+  for (int round = 0; round < 4; round++) {
+    for (size_t a = 1; a <= 4096; a <<= 1)
+      for (int i = 0; i < 500; i++) {
+        free_aligned_sized(aligned_alloc(a, 0), a, 0);
+        free_sized(malloc(0), 0);
+      }
+    for (size_t i = 0; i < 4000; i++) {
+      small[i] = malloc(i % 2 ? 8 : 256);
+      memset(small[i], (int)(i & 0xFF), i % 2 ? 8 : 256);
+    }
+    for (size_t i = 0; i < 4000; i++) {
+      for (size_t k = 0; k < (i % 2 ? 8u : 256u); k++)
+        assert_int_equal(small[i][k], i & 0xFF);
+      free_sized(small[i], i % 2 ? 8 : 256);
+    }
+  }
   /* Allocation after sized frees still works and is sane. */
   void *again = malloc(777);
   check_block(again, 777, 16);
@@ -391,6 +434,7 @@ int main(void) {
       cmocka_unit_test(test_posix_memalign_valid),
       cmocka_unit_test(test_posix_memalign_invalid),
       cmocka_unit_test(test_aligned_alloc),
+      cmocka_unit_test(test_aligned_exact_multiples),
       cmocka_unit_test(test_memalign),
       cmocka_unit_test(test_valloc_pvalloc),
       cmocka_unit_test(test_usable_size),
