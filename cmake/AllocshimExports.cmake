@@ -14,7 +14,9 @@ if(ALLOCSHIM_TARGET_GLIBC)
   list(APPEND ALLOCSHIM_EXPORTS __libc_malloc __libc_free __libc_calloc __libc_realloc
        __libc_memalign __libc_valloc __libc_pvalloc
        # glibc's introspection, answered by the backend (src/stats.c)
-       mallinfo2 mallinfo malloc_stats malloc_info malloc_trim mallopt)
+       mallinfo2 mallinfo malloc_stats malloc_info malloc_trim mallopt
+       # dlopen without RTLD_DEEPBIND's bypass of the shim (src/deepbind.c)
+       dlopen)
 endif()
 
 # operator new/delete; size_t mangles as 'm' on LP64 and 'j' on 32-bit targets.

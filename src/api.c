@@ -43,5 +43,6 @@ __attribute__((constructor)) static void allocshim_start(void) {
   }
   profile_start();
   stats_start();
+  deepbind_start();
   errno = saved;
 }

@@ -23,6 +23,9 @@ void profile_start(void);
 /* "USR2", "SIGUSR2" or "12" to a signal number; -1 for what cannot be caught. */
 int profile_parse_signal(const char *text);
 
+/* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
+void deepbind_start(void);
+
 /* Called once when the library loads: ALLOCSHIM_STATS_AT_EXIT. */
 void stats_start(void);
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The php-fpm class of crash: a library dlopen'ed with RTLD_DEEPBIND gets glibc's
+# malloc while the program has the preloaded one. Shows it with the raw backend
+# preloaded, and that the shim (which drops RTLD_DEEPBIND, saying so once) survives.
+# usage: deepbind.sh LIBRARY PROCESS_LIFE PLUGIN [RAW_BACKEND]
+set -uo pipefail
+lib=$(readlink -f "$1") prog=$2 plugin=$(readlink -f "$3") raw=${4:-}
+fail=0
+if [ -n "$raw" ] && [ -e "$raw" ]; then
+  LD_PRELOAD="$raw" "$prog" deepbind "$plugin" >/dev/null 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "deepbind: note: $raw survived RTLD_DEEPBIND here"
+  else
+    echo "deepbind: the hazard is real: with $raw preloaded the program dies (exit $rc)"
+  fi
+fi
+out=$(LD_PRELOAD="$lib" "$prog" deepbind "$plugin" 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] || { echo "deepbind: FAIL: the shim did not survive (exit $rc)"; fail=1; }
+[ "$(grep -c 'RTLD_DEEPBIND dropped' <<<"$out")" -eq 1 ] || { echo "deepbind: FAIL: want the notice once"; fail=1; }
+# The opt-out keeps the flag: the shim then does not interfere (and the hazard returns).
+if LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 "$prog" deepbind "$plugin" >/dev/null 2>&1; then
+  echo "deepbind: note: with ALLOCSHIM_DEEPBIND=1 the program survived anyway"
+else
+  echo "deepbind: ALLOCSHIM_DEEPBIND=1 keeps RTLD_DEEPBIND, and with it the crash"
+fi
+exit $fail
