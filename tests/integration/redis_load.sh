@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real server under load: Debian's redis on 127.0.0.1, preloaded with the shim and
 # driven by redis-benchmark for a fixed number of requests, twice. Zero errors, every
-# key written still there, resident memory after round 2 within 10% of round 1;
-# requests per second set beside the same server without the shim.
+# key written still there, resident memory after round 2 at most 10% above round 1;
+# requests per second set beside the same server without the shim. The benchmark's
+# keyspace (10,000 keys) fills in round 1, so round 2 stores nothing new.
 # usage: redis_load.sh LIBRARY BACKEND [REQUESTS]
 set -uo pipefail
 lib=$(readlink -f "$1") backend=$2 requests=${3:-100000}
@@ -26,7 +27,7 @@ start() { # PRELOAD
 stop() { redis-cli -p "$port" shutdown nosave >/dev/null 2>&1; wait "$pid" 2>/dev/null; pid=""; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 bench() { # prints total requests per second; fails on any error line
-  redis-benchmark -p "$port" -n "$requests" -c 20 -r 100000 -d 100 -t set,get,incr,lpush,lpop \
+  redis-benchmark -p "$port" -n "$requests" -c 20 -r 10000 -d 100 -t set,get,incr,lpush,lpop \
     --csv 2>&1 >"$tmp/bench.csv" | grep -i error && return 1
   awk -F'"' 'NR > 1 {sum += $4} END {printf "%.0f", sum}' "$tmp/bench.csv"
 }
@@ -54,7 +55,8 @@ ours=$(redis-cli -p "$port" --scan --pattern 'key:[0-9]*' | grep -cE '^key:[0-9]
 stop
 
 growth=$(( (rss2 - rss1) * 100 / rss1 ))
-[ "${growth#-}" -le 10 ] || { say "FAIL: resident memory moved ${growth}% between identical rounds"; fail=1; }
+# Growth would be a leak; shrinking is the backend returning memory (jemalloc's decay).
+[ "$growth" -le 10 ] || { say "FAIL: resident memory grew ${growth}% between identical rounds"; fail=1; }
 say "$((requests * 5)) requests per round, 0 errors, $keys/$keys keys intact"
 say "requests/s (sum of 5 tests): without shim $plain_rps, with $backend shim $rps1 then $rps2"
 say "resident: ${rss1} kB after round 1, ${rss2} kB after round 2 (${growth}%)"
