@@ -19,6 +19,9 @@
  *                       failure with p left intact.
  *   be_aligned(a, n)    a is a power of two (any size, even < sizeof(void *));
  *                       NULL + ENOMEM on failure.
+ *   be_posix_memalign(out, a, n)
+ *                       out non-NULL, a a power-of-two multiple of sizeof(void *);
+ *                       0, or ENOMEM with *out and errno untouched.
  *   be_free(p), be_free_sized(p, n), be_free_aligned_sized(p, a, n)
  *                       p may be NULL; n is the size asked for at allocation time.
  *   be_usable_size(p)   0 for NULL.
@@ -36,6 +39,7 @@ BE_HIDDEN void *_malloc(size_t n);
 BE_HIDDEN void *_calloc(size_t c, size_t n);
 BE_HIDDEN void *_realloc(void *p, size_t n);
 BE_HIDDEN void *_aligned_alloc(size_t a, size_t n);
+BE_HIDDEN int _posix_memalign(void **out, size_t a, size_t n);
 BE_HIDDEN void _free(void *p);
 BE_HIDDEN void _sdallocx(void *p, size_t n, int flags);
 BE_HIDDEN size_t _malloc_usable_size(const void *p);
@@ -54,6 +58,7 @@ static inline void *be_realloc(void *p, size_t n) {
   return q;
 }
 #define be_aligned(a, n) _aligned_alloc((a), (n))
+#define be_posix_memalign(out, a, n) _posix_memalign((out), (a), (n))
 #define be_free(p) _free(p)
 #define be_usable_size(p) _malloc_usable_size(p)
 
@@ -75,34 +80,39 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 #include <mimalloc.h>
 #define ALLOCSHIM_BACKEND_NAME "mimalloc"
 
-/* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX,
- * for calloc overflow and for failed aligned requests; the adapters add it. */
+/* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
+ * and for failed aligned requests. It reports them to its error handler, which
+ * src/backend_mimalloc.c points at errno = ENOMEM, so malloc and realloc are plain
+ * calls. calloc's overflow it reports only in debug builds: checked here. */
 static inline void *be_enomem(void) {
   errno = ENOMEM;
   return NULL;
 }
-static inline void *be_malloc(size_t n) {
-  if (ALLOC_UNLIKELY(n > PTRDIFF_MAX))
-    return be_enomem();
-  return mi_malloc(n);
-}
+#define be_malloc(n) mi_malloc(n)
 static inline void *be_calloc(size_t c, size_t n) {
   size_t total;
-  if (ALLOC_UNLIKELY(__builtin_mul_overflow(c, n, &total) || total > PTRDIFF_MAX))
+  if (ALLOC_UNLIKELY(__builtin_mul_overflow(c, n, &total)))
     return be_enomem();
   return mi_calloc(c, n);
 }
-static inline void *be_realloc(void *p, size_t n) {
-  void *q = n > PTRDIFF_MAX ? NULL : mi_realloc(p, n);
-  return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
-}
+#define be_realloc(p, n) mi_realloc((p), (n))
 /* mimalloc 2.0.9 serves an aligned request whose size is a multiple of the alignment
  * from its plain size classes, taking those blocks to be aligned; they are not always
  * (mi_malloc_aligned(256, 256) can end in 0x80). One byte more takes its aligned path. */
 static inline void *be_aligned(size_t a, size_t n) {
   size_t ask = (a > 16 && n != 0 && (n & (a - 1)) == 0) ? n + 1 : n;
-  void *q = (ask > PTRDIFF_MAX || a > PTRDIFF_MAX) ? NULL : mi_malloc_aligned(ask, a);
-  return ALLOC_LIKELY(q != NULL) ? q : be_enomem();
+  return ask > PTRDIFF_MAX ? be_enomem() : mi_malloc_aligned(ask, a);
+}
+/* mimalloc's own posix_memalign has the alignment bug above and sets errno. */
+static inline int be_posix_memalign(void **out, size_t a, size_t n) {
+  int saved = errno;
+  void *p = be_aligned(a, n);
+  if (ALLOC_UNLIKELY(p == NULL)) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
 }
 #define be_free(p) mi_free(p)
 #define be_free_sized(p, n) mi_free_size((p), (n))

@@ -5,10 +5,24 @@
 #include "internal.h"
 
 #include <allocshim.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* mimalloc's out-of-memory and size-overflow reports become errno, as glibc sets it;
+ * other reports (a bad free, say) keep mimalloc's default handling, which in a
+ * release build is to say nothing. Set when the library loads, before main. */
+static void errno_from_mimalloc(int err, void *arg) {
+  (void)arg;
+  if (err == ENOMEM || err == EOVERFLOW)
+    errno = ENOMEM;
+}
+
+__attribute__((constructor)) static void mimalloc_errors(void) {
+  mi_register_error(errno_from_mimalloc, NULL);
+}
 
 const char *be_version(void) {
   static char text[32];

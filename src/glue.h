@@ -36,14 +36,7 @@ static inline int glue_posix_memalign(void **out, size_t align, size_t size) {
   __asm__("" : "+r"(out));
   if (out == NULL || !glue_pow2(align) || align % sizeof(void *) != 0)
     return EINVAL;
-  int saved = errno;
-  void *p = be_aligned(align, size);
-  if (ALLOC_UNLIKELY(p == NULL)) {
-    errno = saved;
-    return ENOMEM;
-  }
-  *out = p;
-  return 0;
+  return be_posix_memalign(out, align, size);
 }
 
 /* C11/C17: the alignment must be a power of two; glibc 2.38 and later say EINVAL. */
