@@ -4,14 +4,10 @@
 # usage: not_supported.sh PROFILED_PROGRAM
 set -uo pipefail
 prog=$1
-read -r -a runner <<<"${RUNNER:-}"
+. "$(dirname "$0")/run_lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-if [ ${#runner[@]} -gt 0 ]; then
-  "${runner[@]}" -E ALLOCSHIM_PROF=1 "$prog" "$tmp/x.heap" >"$tmp/out" 2>"$tmp/err"
-else
-  ALLOCSHIM_PROF=1 "$prog" "$tmp/x.heap" >"$tmp/out" 2>"$tmp/err"
-fi
+run_with ALLOCSHIM_PROF=1 "$prog" "$tmp/x.heap" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 fail=0
 [ $rc -eq 1 ] || { echo "not-supported: FAIL: exit $rc, want 1 (dump refused, program finished)"; fail=1; }

@@ -6,12 +6,12 @@
 set -uo pipefail
 shim=$1 jemalloc=$2 prog=$3
 [ -n "${RUNNER:-}" ] || { echo "regression: needs RUNNER (an emulator with -p)"; exit 2; }
-read -r -a runner <<<"$RUNNER"
+. "$(dirname "$0")/run_lib.sh"
 
-expected=$("${runner[@]}" "$prog") || { echo "regression: FAIL: $prog fails on its own"; exit 1; }
+expected=$(run_with "$prog") || { echo "regression: FAIL: $prog fails on its own"; exit 1; }
 echo "regression: plain:    $expected"
 
-je_out=$("${runner[@]}" -E LD_PRELOAD="$jemalloc" "$prog" 2>&1)
+je_out=$(preloaded "$jemalloc" "$prog" 2>&1)
 je_rc=$?
 echo "regression: jemalloc: exit $je_rc: $(head -c 200 <<<"$je_out")"
 if [ $je_rc -eq 0 ] && [ "$je_out" = "$expected" ]; then
@@ -19,7 +19,7 @@ if [ $je_rc -eq 0 ] && [ "$je_out" = "$expected" ]; then
   exit 1
 fi
 
-shim_out=$("${runner[@]}" -E LD_PRELOAD="$shim" "$prog" 2>&1)
+shim_out=$(preloaded "$shim" "$prog" 2>&1)
 shim_rc=$?
 echo "regression: shim:     exit $shim_rc: $shim_out"
 if [ $shim_rc -ne 0 ] || [ "$shim_out" != "$expected" ]; then

@@ -7,7 +7,7 @@
 set -euo pipefail
 lib=$(readlink -f "$1") backend=$2 probe=$3 cxx=$4 workload=$5 pages=$6
 python=/usr/bin/python3
-read -r -a runner <<<"${RUNNER:-}"
+. "$(dirname "$0")/run_lib.sh"
 host_programs=${HOST_PROGRAMS:-1}
 [ ${#runner[@]} -eq 0 ] || host_programs=0
 fail=0
@@ -15,16 +15,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 say() { echo "preload: $*"; }
 
-# plain CMD... / shimmed CMD...: run natively or under the emulator, whose -E sets
-# the guest's environment (a plain LD_PRELOAD would go to qemu itself).
-plain() { "${runner[@]}" "$@"; }
-shimmed() {
-  if [ ${#runner[@]} -gt 0 ]; then
-    "${runner[@]}" -E LD_PRELOAD="$lib" -E ALLOCSHIM_VERBOSE=1 "$@"
-  else
-    LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" ALLOCSHIM_VERBOSE=1 "$@"
-  fi
-}
+plain() { run_with "$@"; }
+shimmed() { preloaded "$lib" ALLOCSHIM_VERBOSE=1 "$@"; }
 
 # same NAME CMD...: output and exit status must not change under the shim.
 same() {

@@ -6,9 +6,5 @@ set -euo pipefail
 lib=$(readlink -f "$1") prog=$2 phase=$3 early=$(readlink -f "$4") plugin=$5
 preload=$lib
 [ "$phase" != early ] || preload="$lib:$early"
-read -r -a runner <<<"${RUNNER:-}"
-if [ ${#runner[@]} -gt 0 ]; then
-  "${runner[@]}" -E LD_PRELOAD="$preload" "$prog" "$phase" "$plugin"
-else
-  LD_PRELOAD="$preload" "$prog" "$phase" "$plugin"
-fi
+. "$(dirname "$0")/../integration/run_lib.sh"
+preloaded "$preload" "$prog" "$phase" "$plugin"
