@@ -26,8 +26,9 @@ const char *alloc_version(void) { return ALLOCSHIM_VERSION_STRING; }
 const char *alloc_backend(void) { return ALLOCSHIM_BACKEND_NAME; }
 const char *alloc_backend_version(void) { return be_version(); }
 
-/* Runs when the library is loaded. Allocations may already have happened (other
- * libraries' constructors run first), so nothing here is needed for correctness. */
+/* Runs when the library is loaded. Other libraries' constructors may have allocated
+ * already, so allocation must not depend on anything done here; this only reads the
+ * ALLOCSHIM_ settings and warms the backend up. */
 __attribute__((constructor)) static void allocshim_start(void) {
   int saved = errno;
   /* The backend's lazy set-up (NUMA probes, config files) can leave errno set;
