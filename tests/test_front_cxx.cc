@@ -112,23 +112,21 @@ void test_nothrow_gives_null(void **) {
   ::operator delete(p, std::nothrow);
 }
 
+// Whether allocating with `alloc` (and freeing with `release`) throws std::bad_alloc.
+template <typename Alloc, typename Release> bool throws_bad_alloc(Alloc alloc, Release release) {
+  try {
+    release(alloc());
+  } catch (const std::bad_alloc &) {
+    return true;
+  }
+  return false;
+}
+
 void test_throwing_new_throws_bad_alloc(void **) {
-  bool caught = false;
-  try {
-    void *p = ::operator new(impossible());
-    ::operator delete(p);
-  } catch (const std::bad_alloc &) {
-    caught = true;
-  }
-  assert_true(caught);
-  caught = false;
-  try {
-    void *p = ::operator new[](impossible(), std::align_val_t(128));
-    ::operator delete[](p);
-  } catch (const std::bad_alloc &) {
-    caught = true;
-  }
-  assert_true(caught);
+  assert_true(throws_bad_alloc([] { return ::operator new(impossible()); },
+                               [](void *p) { ::operator delete(p); }));
+  assert_true(throws_bad_alloc([] { return ::operator new[](impossible(), std::align_val_t(128)); },
+                               [](void *p) { ::operator delete[](p, std::align_val_t(128)); }));
 }
 
 int handler_calls;
@@ -140,14 +138,8 @@ void counting_handler() {
 void test_new_handler_loop(void **) {
   handler_calls = 0;
   std::set_new_handler(counting_handler);
-  bool caught = false;
-  try {
-    void *p = ::operator new(impossible());
-    ::operator delete(p);
-  } catch (const std::bad_alloc &) {
-    caught = true;
-  }
-  assert_true(caught);
+  assert_true(throws_bad_alloc([] { return ::operator new(impossible()); },
+                               [](void *p) { ::operator delete(p); }));
   assert_int_equal(handler_calls, 3);
 
   handler_calls = 0;
