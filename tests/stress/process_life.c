@@ -126,7 +126,7 @@ static int signal_in_malloc(void) {
   struct itimerval every = {{0, 100}, {0, 100}};
   setitimer(ITIMER_PROF, &every, NULL);
   long ops = 0; /* until 200 signals have landed, most of them inside the allocator */
-  for (; ticks < 200 && ops < 50000000; ops += 100000)
+  for (; ticks < 200 && ops < 1000000000; ops += 100000) /* the watchdog bounds time */
     churn((unsigned)ops, 100000);
   struct itimerval off = {{0, 0}, {0, 0}};
   setitimer(ITIMER_PROF, &off, NULL);
