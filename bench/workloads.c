@@ -272,15 +272,22 @@ int main(int argc, char **argv) {
   if (argc > 2)
     scale = atof(argv[2]);
   const char *w = argv[1];
-  if (strcmp(w, "small") == 0) return small();
-  if (strcmp(w, "mixed") == 0) return mixed();
-  if (strcmp(w, "aligned") == 0) return aligned();
-  if (strcmp(w, "large") == 0) return large();
-  if (strcmp(w, "prodcons") == 0) return prodcons();
-  if (strcmp(w, "larson") == 0) return larson();
+  if (strcmp(w, "small") == 0)
+    return small();
+  if (strcmp(w, "mixed") == 0)
+    return mixed();
+  if (strcmp(w, "aligned") == 0)
+    return aligned();
+  if (strcmp(w, "large") == 0)
+    return large();
+  if (strcmp(w, "prodcons") == 0)
+    return prodcons();
+  if (strcmp(w, "larson") == 0)
+    return larson();
   if (strncmp(w, "contend", 7) == 0) {
     int n = atoi(w + 7);
-    if (n >= 1 && n <= 64) return contend(n);
+    if (n >= 1 && n <= 64)
+      return contend(n);
   }
   fprintf(stderr, "workloads: unknown workload %s\n", w);
   return 2;

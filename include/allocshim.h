@@ -14,9 +14,9 @@ extern "C" {
 
 /* ---- Version -------------------------------------------------------------- */
 
-#define ALLOCSHIM_VERSION_MAJOR 0
-#define ALLOCSHIM_VERSION_MINOR 1
-#define ALLOCSHIM_VERSION_PATCH 0
+#define ALLOCSHIM_VERSION_MAJOR  0
+#define ALLOCSHIM_VERSION_MINOR  1
+#define ALLOCSHIM_VERSION_PATCH  0
 #define ALLOCSHIM_VERSION_STRING "0.1.0"
 /* 0xMMmmpp: compare with >= in #if to test for a minimum version. */
 #define ALLOCSHIM_VERSION_HEX                                                                      \
@@ -41,10 +41,9 @@ extern "C" {
 #define ALLOC_STATUS_MAP(XX)                                                                       \
   XX(OK, 0, "success")                                                                             \
   XX(ENOTSUP, -1,                                                                                  \
-     "heap profiling is not supported by this build: it needs the jemalloc backend, "             \
+     "heap profiling is not supported by this build: it needs the jemalloc backend, "              \
      "which allocshim uses only on Linux glibc x86_64 (this build uses mimalloc)")                 \
-  XX(EPROFOFF, -2,                                                                                 \
-     "heap profiling is off: start the program with ALLOCSHIM_PROF=1 to enable it")                \
+  XX(EPROFOFF, -2, "heap profiling is off: start the program with ALLOCSHIM_PROF=1 to enable it")  \
   XX(EINVAL, -3, "invalid argument")                                                               \
   XX(EIO, -4, "the heap profile could not be written (errno tells why)")
 

@@ -39,8 +39,7 @@ __attribute__((constructor)) static void allocshim_start(void) {
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[len > 0 ? len : 0] = '\0';
     allocshim_say("%s %s serves pid %ld (%s), allocshim %s", alloc_backend(),
-                  alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?",
-                  alloc_version());
+                  alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?", alloc_version());
   }
   profile_start();
   stats_start();

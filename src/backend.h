@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ALLOC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ALLOC_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define ALLOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* The contract every backend meets here, whatever its own documentation says; the
@@ -30,10 +30,11 @@
 #if defined(ALLOCSHIM_BACKEND_JEMALLOC)
 
 /* jemalloc is linked statically, from a build-time copy of the distribution's
- * libjemalloc_pic.a whose public names carry the _ prefix; so the
- * forwards below are direct calls into jemalloc's own fast paths. */
+ * libjemalloc_pic.a in which malloc is renamed _malloc, free _free, and so on
+ * (cmake/AllocshimBackend.cmake says why); so the forwards below are direct calls
+ * into jemalloc's own fast paths. */
 #define ALLOCSHIM_BACKEND_NAME "jemalloc"
-#define BE_HIDDEN __attribute__((visibility("hidden")))
+#define BE_HIDDEN              __attribute__((visibility("hidden")))
 
 BE_HIDDEN void *_malloc(size_t n);
 BE_HIDDEN void *_calloc(size_t c, size_t n);
@@ -49,7 +50,7 @@ BE_HIDDEN size_t _malloc_usable_size(const void *p);
 
 /* jemalloc 5.3 meets the contract as it is, but for realloc: a request above
  * PTRDIFF_MAX fails there without setting errno. */
-#define be_malloc(n) _malloc(n)
+#define be_malloc(n)    _malloc(n)
 #define be_calloc(c, n) _calloc((c), (n))
 static inline void *be_realloc(void *p, size_t n) {
   void *q = _realloc(p, n);
@@ -57,10 +58,10 @@ static inline void *be_realloc(void *p, size_t n) {
     errno = ENOMEM;
   return q;
 }
-#define be_aligned(a, n) _aligned_alloc((a), (n))
+#define be_aligned(a, n)             _aligned_alloc((a), (n))
 #define be_posix_memalign(out, a, n) _posix_memalign((out), (a), (n))
-#define be_free(p) _free(p)
-#define be_usable_size(p) _malloc_usable_size(p)
+#define be_free(p)                   _free(p)
+#define be_usable_size(p)            _malloc_usable_size(p)
 
 /* sdallocx() has no NULL check of its own, and must be told the size jemalloc used:
  * a zero-byte request was served as one byte, which matters once alignment rounds
@@ -78,7 +79,7 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 #elif defined(ALLOCSHIM_BACKEND_MIMALLOC)
 
 #include <mimalloc.h>
-#define ALLOCSHIM_BACKEND_NAME "mimalloc"
+#define ALLOCSHIM_BACKEND_NAME         "mimalloc"
 
 /* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
  * and for failed aligned requests. It reports them to its error handler, which
@@ -88,14 +89,14 @@ static inline void *be_enomem(void) {
   errno = ENOMEM;
   return NULL;
 }
-#define be_malloc(n) mi_malloc(n)
+#define be_malloc(n)                   mi_malloc(n)
 static inline void *be_calloc(size_t c, size_t n) {
   size_t total;
   if (ALLOC_UNLIKELY(__builtin_mul_overflow(c, n, &total)))
     return be_enomem();
   return mi_calloc(c, n);
 }
-#define be_realloc(p, n) mi_realloc((p), (n))
+#define be_realloc(p, n)               mi_realloc((p), (n))
 /* mimalloc 2.0.9 serves an aligned request whose size is a multiple of the alignment
  * from its plain size classes, taking those blocks to be aligned; they are not always
  * (mi_malloc_aligned(256, 256) can end in 0x80). One byte more takes its aligned path. */
@@ -114,10 +115,10 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
   *out = p;
   return 0;
 }
-#define be_free(p) mi_free(p)
-#define be_free_sized(p, n) mi_free_size((p), (n))
+#define be_free(p)                     mi_free(p)
+#define be_free_sized(p, n)            mi_free_size((p), (n))
 #define be_free_aligned_sized(p, a, n) mi_free_size_aligned((p), (n), (a))
-#define be_usable_size(p) mi_usable_size(p)
+#define be_usable_size(p)              mi_usable_size(p)
 
 #else
 #error "cmake/AllocshimBackend.cmake must define ALLOCSHIM_BACKEND_JEMALLOC or _MIMALLOC"
@@ -125,11 +126,11 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
 
 /* Implemented once per backend, in src/backend_<name>.c. */
 struct alloc_stats;
-const char *be_version(void);            /* the backend's own version string */
-int be_profile_status(void);             /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
-int be_profile_dump(const char *path);   /* 0, or -1 when the backend failed to write */
-int be_profile_activate(bool active);    /* 0, or -1 */
-void be_stats(struct alloc_stats *out);  /* every field, ALLOC_STAT_UNKNOWN where unknown */
-bool be_purge(void);                     /* return free memory; true if any went back */
+const char *be_version(void);           /* the backend's own version string */
+int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
+int be_profile_dump(const char *path);  /* 0, or -1 when the backend failed to write */
+int be_profile_activate(bool active);   /* 0, or -1 */
+void be_stats(struct alloc_stats *out); /* every field, ALLOC_STAT_UNKNOWN where unknown */
+bool be_purge(void);                    /* return free memory; true if any went back */
 
 #endif /* ALLOCSHIM_BACKEND_H */

@@ -20,13 +20,12 @@ HIDDEN size_t _xallocx(void *p, size_t n, size_t extra, int flags);
 HIDDEN size_t _sallocx(const void *p, int flags);
 HIDDEN void _dallocx(void *p, int flags);
 HIDDEN size_t _nallocx(size_t n, int flags);
-HIDDEN int _mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
-                                size_t newlen);
+HIDDEN int _mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 HIDDEN int _mallctlnametomib(const char *name, size_t *mib, size_t *miblen);
-HIDDEN int _mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
-                                     size_t *oldlenp, void *newp, size_t newlen);
+HIDDEN int _mallctlbymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, void *newp,
+                         size_t newlen);
 HIDDEN void _malloc_stats_print(void (*write_cb)(void *, const char *), void *opaque,
-                                            const char *opts);
+                                const char *opts);
 HIDDEN char *_secure_getenv(const char *name);
 
 /* A program linked against libjemalloc that calls mallocx() or sdallocx() while the
@@ -39,10 +38,18 @@ EXPORT size_t sallocx(const void *p, int f) { return _sallocx(p, f); }
 EXPORT void dallocx(void *p, int f) { _dallocx(p, f); }
 EXPORT void sdallocx(void *p, size_t n, int f) { _sdallocx(p, n, f); }
 EXPORT size_t nallocx(size_t n, int f) { return _nallocx(n, f); }
-EXPORT int mallctl(const char *name, void *o, size_t *ol, void *n, size_t nl) { return _mallctl(name, o, ol, n, nl); }
-EXPORT int mallctlnametomib(const char *name, size_t *m, size_t *ml) { return _mallctlnametomib(name, m, ml); }
-EXPORT int mallctlbymib(const size_t *m, size_t ml, void *o, size_t *ol, void *n, size_t nl) { return _mallctlbymib(m, ml, o, ol, n, nl); }
-EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const char *opts) { _malloc_stats_print(cb, o, opts); }
+EXPORT int mallctl(const char *name, void *o, size_t *ol, void *n, size_t nl) {
+  return _mallctl(name, o, ol, n, nl);
+}
+EXPORT int mallctlnametomib(const char *name, size_t *m, size_t *ml) {
+  return _mallctlnametomib(name, m, ml);
+}
+EXPORT int mallctlbymib(const size_t *m, size_t ml, void *o, size_t *ol, void *n, size_t nl) {
+  return _mallctlbymib(m, ml, o, ol, n, nl);
+}
+EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const char *opts) {
+  _malloc_stats_print(cb, o, opts);
+}
 
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
  * allocation, which can come before any constructor of ours. The build renames that

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #define EXPORT ALLOC_API
+#define UNUSED __attribute__((unused))
 #if __has_attribute(copy)
 #define ALIAS(target) ALLOC_API __attribute__((alias(#target), copy(target)))
 #else
@@ -66,10 +67,10 @@ EXPORT int mallopt(int param, int value) { return stats_mallopt(param, value); }
  * 'j' (unsigned int) on 32-bit ones. */
 #if defined(__LP64__)
 #define CXX(head, tail) head##m##tail
-_Static_assert(_Generic((size_t)0, unsigned long: 1, default: 0), "size_t mangles as 'm'");
+_Static_assert(_Generic((size_t)0, unsigned long : 1, default : 0), "size_t mangles as 'm'");
 #else
 #define CXX(head, tail) head##j##tail
-_Static_assert(_Generic((size_t)0, unsigned int: 1, default: 0), "size_t mangles as 'j'");
+_Static_assert(_Generic((size_t)0, unsigned int : 1, default : 0), "size_t mangles as 'j'");
 #endif
 
 typedef struct nothrow_tag nothrow_tag; /* std::nothrow_t, only ever passed by reference */
@@ -91,26 +92,29 @@ static inline void *cxx_new_aligned_nothrow(size_t n, size_t a) {
   return ALLOC_LIKELY(p != NULL) ? p : glue_cxx_new_failed(n, a, true);
 }
 
+/* The table stays one line per operator; clang-format would fold it. */
+/* clang-format off */
 /* new, new[] */
 EXPORT void *CXX(_Znw, )(size_t n) { return cxx_new(n); }
 EXPORT void *CXX(_Zna, )(size_t n) { return cxx_new(n); }
-EXPORT void *CXX(_Znw, RKSt9nothrow_t)(size_t n, const nothrow_tag *t) { (void)t; return cxx_new_nothrow(n); }
-EXPORT void *CXX(_Zna, RKSt9nothrow_t)(size_t n, const nothrow_tag *t) { (void)t; return cxx_new_nothrow(n); }
+EXPORT void *CXX(_Znw, RKSt9nothrow_t)(size_t n, const nothrow_tag *t UNUSED) { return cxx_new_nothrow(n); }
+EXPORT void *CXX(_Zna, RKSt9nothrow_t)(size_t n, const nothrow_tag *t UNUSED) { return cxx_new_nothrow(n); }
 EXPORT void *CXX(_Znw, St11align_val_t)(size_t n, size_t a) { return cxx_new_aligned(n, a); }
 EXPORT void *CXX(_Zna, St11align_val_t)(size_t n, size_t a) { return cxx_new_aligned(n, a); }
-EXPORT void *CXX(_Znw, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const nothrow_tag *t) { (void)t; return cxx_new_aligned_nothrow(n, a); }
-EXPORT void *CXX(_Zna, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const nothrow_tag *t) { (void)t; return cxx_new_aligned_nothrow(n, a); }
+EXPORT void *CXX(_Znw, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const nothrow_tag *t UNUSED) { return cxx_new_aligned_nothrow(n, a); }
+EXPORT void *CXX(_Zna, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const nothrow_tag *t UNUSED) { return cxx_new_aligned_nothrow(n, a); }
 
 /* delete, delete[]: plain, sized, aligned, sized and aligned, nothrow */
 EXPORT void _ZdlPv(void *p) { be_free(p); }
 EXPORT void _ZdaPv(void *p) { be_free(p); }
 EXPORT void CXX(_ZdlPv, )(void *p, size_t n) { be_free_sized(p, n); }
 EXPORT void CXX(_ZdaPv, )(void *p, size_t n) { be_free_sized(p, n); }
-EXPORT void _ZdlPvSt11align_val_t(void *p, size_t a) { be_free(p); (void)a; }
-EXPORT void _ZdaPvSt11align_val_t(void *p, size_t a) { be_free(p); (void)a; }
+EXPORT void _ZdlPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
+EXPORT void _ZdaPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
 EXPORT void CXX(_ZdlPv, St11align_val_t)(void *p, size_t n, size_t a) { be_free_aligned_sized(p, a, n); }
 EXPORT void CXX(_ZdaPv, St11align_val_t)(void *p, size_t n, size_t a) { be_free_aligned_sized(p, a, n); }
-EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_tag *t) { be_free(p); (void)t; }
-EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_tag *t) { be_free(p); (void)t; }
-EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a, const nothrow_tag *t) { be_free(p); (void)a; (void)t; }
-EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a, const nothrow_tag *t) { be_free(p); (void)a; (void)t; }
+EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
+/* clang-format on */

@@ -20,9 +20,7 @@ void *glue_memalign(size_t align, size_t size) {
   return be_aligned(a, size);
 }
 
-void *glue_valloc(size_t size) {
-  return be_aligned((size_t)sysconf(_SC_PAGESIZE), size);
-}
+void *glue_valloc(size_t size) { return be_aligned((size_t)sysconf(_SC_PAGESIZE), size); }
 
 /* glibc: the size is rounded up to whole pages (0 stays 0); overflow is ENOMEM. */
 void *glue_pvalloc(size_t size) {

@@ -7,9 +7,7 @@
 
 #include <stdbool.h>
 
-static inline bool glue_pow2(size_t a) {
-  return a != 0 && (a & (a - 1)) == 0;
-}
+static inline bool glue_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 /* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
 static inline void *glue_realloc(void *p, size_t n) {

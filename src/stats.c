@@ -39,8 +39,8 @@ int alloc_stats_print(FILE *f, int format) {
   be_stats(&s);
   bool json = format == ALLOC_FORMAT_JSON;
   const char *sep = json ? "," : " ";
-  fprintf(f, json ? "{\"backend\":\"%s\",\"version\":\"%s\"" : "allocshim: %s %s:",
-          alloc_backend(), alloc_backend_version());
+  fprintf(f, json ? "{\"backend\":\"%s\",\"version\":\"%s\"" : "allocshim: %s %s:", alloc_backend(),
+          alloc_backend_version());
   put(f, sep, "allocated", s.allocated, json);
   put(f, sep, "active", s.active, json);
   put(f, sep, "resident", s.resident, json);

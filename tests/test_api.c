@@ -26,9 +26,9 @@ static int setup(void **state) {
     return -1;
   bool jemalloc = strcmp(EXPECTED_BACKEND, "jemalloc") == 0;
   const char *prof = getenv("ALLOCSHIM_PROF");
-  expected_status = !jemalloc ? ALLOC_ENOTSUP
+  expected_status = !jemalloc                          ? ALLOC_ENOTSUP
                     : (prof && strcmp(prof, "1") == 0) ? ALLOC_OK
-                                                        : ALLOC_EPROFOFF;
+                                                       : ALLOC_EPROFOFF;
   return 0;
 }
 

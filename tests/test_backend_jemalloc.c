@@ -6,10 +6,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

@@ -125,8 +125,12 @@ static void test_calloc_zero_and_overflow(void **state) {
   assert_ptr_not_equal(a, b);
   free(a);
   free(b);
-  const size_t bad[][2] = {{SIZE_MAX, 2}, {2, SIZE_MAX}, {SIZE_MAX / 2 + 1, 2}, {SIZE_MAX, SIZE_MAX},
-                           {(size_t)1 << (sizeof(size_t) * 4 + 1), (size_t)1 << (sizeof(size_t) * 4)}};
+  const size_t bad[][2] = {
+      {SIZE_MAX, 2},
+      {2, SIZE_MAX},
+      {SIZE_MAX / 2 + 1, 2},
+      {SIZE_MAX, SIZE_MAX},
+      {(size_t)1 << (sizeof(size_t) * 4 + 1), (size_t)1 << (sizeof(size_t) * 4)}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     errno = 0;
     assert_null(calloc(opaque_size(bad[i][0]), opaque_size(bad[i][1])));
@@ -211,7 +215,7 @@ static void test_reallocarray(void **state) {
   errno = 0;
   assert_null(reallocarray(opaque_ptr(q), opaque_size(SIZE_MAX / 2 + 1), 2));
   assert_int_equal(errno, ENOMEM);
-  assert_true(check_pattern(q, 100)); /* untouched by the failed call */
+  assert_true(check_pattern(q, 100));  /* untouched by the failed call */
   assert_null(reallocarray(q, 0, 10)); /* realloc(q, 0): freed, as glibc does */
 }
 
@@ -403,8 +407,8 @@ static void test_cfree_frees(void **state) {
 static void test_libc_aliases(void **state) {
   (void)state;
   static const char *const pairs[][2] = {
-      {"__libc_malloc", "malloc"},     {"__libc_free", "free"},       {"__libc_calloc", "calloc"},
-      {"__libc_realloc", "realloc"},   {"__libc_memalign", "memalign"}, {"__libc_valloc", "valloc"},
+      {"__libc_malloc", "malloc"},   {"__libc_free", "free"},         {"__libc_calloc", "calloc"},
+      {"__libc_realloc", "realloc"}, {"__libc_memalign", "memalign"}, {"__libc_valloc", "valloc"},
       {"__libc_pvalloc", "pvalloc"},
   };
   for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
@@ -420,28 +424,28 @@ static void test_libc_aliases(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_malloc_sizes),
-      cmocka_unit_test(test_malloc_zero_is_unique),
-      cmocka_unit_test(test_malloc_huge_is_enomem),
-      cmocka_unit_test(test_free_null),
-      cmocka_unit_test(test_calloc_zeroes),
-      cmocka_unit_test(test_calloc_zero_and_overflow),
-      cmocka_unit_test(test_realloc_null_is_malloc),
-      cmocka_unit_test(test_realloc_zero_frees),
-      cmocka_unit_test(test_realloc_preserves_content),
-      cmocka_unit_test(test_realloc_failure_keeps_block),
-      cmocka_unit_test(test_reallocarray),
-      cmocka_unit_test(test_posix_memalign_valid),
-      cmocka_unit_test(test_posix_memalign_invalid),
-      cmocka_unit_test(test_aligned_alloc),
-      cmocka_unit_test(test_aligned_exact_multiples),
-      cmocka_unit_test(test_memalign),
-      cmocka_unit_test(test_valloc_pvalloc),
-      cmocka_unit_test(test_usable_size),
-      cmocka_unit_test(test_free_sized),
-      cmocka_unit_test(test_cfree_frees),
+    cmocka_unit_test(test_malloc_sizes),
+    cmocka_unit_test(test_malloc_zero_is_unique),
+    cmocka_unit_test(test_malloc_huge_is_enomem),
+    cmocka_unit_test(test_free_null),
+    cmocka_unit_test(test_calloc_zeroes),
+    cmocka_unit_test(test_calloc_zero_and_overflow),
+    cmocka_unit_test(test_realloc_null_is_malloc),
+    cmocka_unit_test(test_realloc_zero_frees),
+    cmocka_unit_test(test_realloc_preserves_content),
+    cmocka_unit_test(test_realloc_failure_keeps_block),
+    cmocka_unit_test(test_reallocarray),
+    cmocka_unit_test(test_posix_memalign_valid),
+    cmocka_unit_test(test_posix_memalign_invalid),
+    cmocka_unit_test(test_aligned_alloc),
+    cmocka_unit_test(test_aligned_exact_multiples),
+    cmocka_unit_test(test_memalign),
+    cmocka_unit_test(test_valloc_pvalloc),
+    cmocka_unit_test(test_usable_size),
+    cmocka_unit_test(test_free_sized),
+    cmocka_unit_test(test_cfree_frees),
 #if defined(__GLIBC__)
-      cmocka_unit_test(test_libc_aliases),
+    cmocka_unit_test(test_libc_aliases),
 #endif
   };
   return cmocka_run_group_tests(tests, build_sweep, NULL);

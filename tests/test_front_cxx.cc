@@ -22,7 +22,9 @@ extern "C" {
 
 namespace {
 
-bool aligned(const void *p, std::size_t a) { return (reinterpret_cast<std::uintptr_t>(p) & (a - 1)) == 0; }
+bool aligned(const void *p, std::size_t a) {
+  return (reinterpret_cast<std::uintptr_t>(p) & (a - 1)) == 0;
+}
 
 // Where the dynamic linker finds `name` for this program.
 std::string provider(const char *name) {
@@ -36,16 +38,26 @@ std::string provider(const char *name) {
 void test_operators_resolve_to_shim(void **) {
   const char *sz = std::is_same<std::size_t, unsigned long>::value ? "m" : "j";
   const std::string names[] = {
-      std::string("_Znw") + sz, std::string("_Zna") + sz,
-      std::string("_Znw") + sz + "RKSt9nothrow_t", std::string("_Zna") + sz + "RKSt9nothrow_t",
-      std::string("_Znw") + sz + "St11align_val_t", std::string("_Zna") + sz + "St11align_val_t",
+      std::string("_Znw") + sz,
+      std::string("_Zna") + sz,
+      std::string("_Znw") + sz + "RKSt9nothrow_t",
+      std::string("_Zna") + sz + "RKSt9nothrow_t",
+      std::string("_Znw") + sz + "St11align_val_t",
+      std::string("_Zna") + sz + "St11align_val_t",
       std::string("_Znw") + sz + "St11align_val_tRKSt9nothrow_t",
       std::string("_Zna") + sz + "St11align_val_tRKSt9nothrow_t",
-      "_ZdlPv", "_ZdaPv", std::string("_ZdlPv") + sz, std::string("_ZdaPv") + sz,
-      "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t",
-      std::string("_ZdlPv") + sz + "St11align_val_t", std::string("_ZdaPv") + sz + "St11align_val_t",
-      "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
-      "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+      "_ZdlPv",
+      "_ZdaPv",
+      std::string("_ZdlPv") + sz,
+      std::string("_ZdaPv") + sz,
+      "_ZdlPvSt11align_val_t",
+      "_ZdaPvSt11align_val_t",
+      std::string("_ZdlPv") + sz + "St11align_val_t",
+      std::string("_ZdaPv") + sz + "St11align_val_t",
+      "_ZdlPvRKSt9nothrow_t",
+      "_ZdaPvRKSt9nothrow_t",
+      "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+      "_ZdaPvSt11align_val_tRKSt9nothrow_t",
   };
   for (const std::string &n : names) {
     std::string where = provider(n.c_str());

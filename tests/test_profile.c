@@ -29,7 +29,9 @@ static int setup(void **state) {
   expected = alloc_profile_supported();
   bool jemalloc = strcmp(EXPECTED_BACKEND, "jemalloc") == 0;
   const char *prof = getenv("ALLOCSHIM_PROF");
-  int want = !jemalloc ? ALLOC_ENOTSUP : (prof && strcmp(prof, "1") == 0) ? ALLOC_OK : ALLOC_EPROFOFF;
+  int want = !jemalloc                          ? ALLOC_ENOTSUP
+             : (prof && strcmp(prof, "1") == 0) ? ALLOC_OK
+                                                : ALLOC_EPROFOFF;
   return expected == want ? 0 : -1;
 }
 

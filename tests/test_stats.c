@@ -15,7 +15,7 @@
 
 #include "test_util.h"
 
-#define MIB ((size_t)1 << 20)
+#define MIB    ((size_t)1 << 20)
 #define BLOCKS 64
 
 static bool is_jemalloc(void) { return strcmp(EXPECTED_BACKEND, "jemalloc") == 0; }

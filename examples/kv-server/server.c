@@ -17,7 +17,7 @@
  * PROFILE | QUIT.  Replies are one line each. */
 
 #define MAX_CLIENTS 64
-#define BUCKETS 4096
+#define BUCKETS     4096
 
 struct entry {
   struct entry *next;

@@ -12,15 +12,15 @@
 void free_sized(void *p, size_t size);
 void free_aligned_sized(void *p, size_t align, size_t size);
 
-#define SLOTS 16
+#define SLOTS    16
 #define SENTINEL 4242
 
 struct slot {
   unsigned char *p;
   size_t size;
-  size_t align;  /* honoured alignment */
-  int c11;       /* from aligned_alloc: free_aligned_sized allowed */
-  int plain;     /* from malloc/calloc/realloc: free_sized allowed */
+  size_t align; /* honoured alignment */
+  int c11;      /* from aligned_alloc: free_aligned_sized allowed */
+  int plain;    /* from malloc/calloc/realloc: free_sized allowed */
   unsigned char fill;
 };
 
@@ -40,14 +40,17 @@ static uint8_t byte(struct input *in) {
 static size_t size_of(struct input *in) {
   uint8_t mode = byte(in);
   uint16_t v = (uint16_t)(byte(in) | byte(in) << 8);
-  static const size_t huge[] = {SIZE_MAX, SIZE_MAX - 1, (size_t)PTRDIFF_MAX + 1, SIZE_MAX / 2 + 4096,
-                                SIZE_MAX - 4095};
+  static const size_t huge[] = {SIZE_MAX, SIZE_MAX - 1, (size_t)PTRDIFF_MAX + 1,
+                                SIZE_MAX / 2 + 4096, SIZE_MAX - 4095};
   if (mode == 255)
     return (size_t)v << 4; /* up to 1 MiB, rarely: large blocks are slow to check */
   switch (mode % 8) {
-  case 0 ... 5: return v % 256;
-  case 6: return v % 16384;
-  default: return huge[v % (sizeof huge / sizeof huge[0])];
+  case 0 ... 5:
+    return v % 256;
+  case 6:
+    return v % 16384;
+  default:
+    return huge[v % (sizeof huge / sizeof huge[0])];
   }
 }
 
@@ -138,81 +141,105 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     switch (op % 13) {
     case 0:
       p = malloc(n);
-      if (impossible) expect_null(p, ENOMEM, "malloc", n);
-      else if (p) accept(s, p, n, n >= 16 ? 16 : 1, SENTINEL, v), s->plain = 1;
+      if (impossible)
+        expect_null(p, ENOMEM, "malloc", n);
+      else if (p)
+        accept(s, p, n, n >= 16 ? 16 : 1, SENTINEL, v), s->plain = 1;
       break;
     case 1: {
       size_t total;
       int overflow = __builtin_mul_overflow(n, c, &total);
       p = calloc(c, n);
-      if (overflow || total > PTRDIFF_MAX) expect_null(p, ENOMEM, "calloc", n);
+      if (overflow || total > PTRDIFF_MAX)
+        expect_null(p, ENOMEM, "calloc", n);
       else if (p) {
-        if (!all_are(p, total, 0)) FAIL("calloc(%zu, %zu) not zeroed", c, n);
+        if (!all_are(p, total, 0))
+          FAIL("calloc(%zu, %zu) not zeroed", c, n);
         accept(s, p, total, 1, SENTINEL, v), s->plain = 1;
       }
       break;
     }
     case 2: {
       p = realloc(NULL, n);
-      if (impossible) expect_null(p, ENOMEM, "realloc", n);
-      else if (p) accept(s, p, n, 1, SENTINEL, v), s->plain = 1;
+      if (impossible)
+        expect_null(p, ENOMEM, "realloc", n);
+      else if (p)
+        accept(s, p, n, 1, SENTINEL, v), s->plain = 1;
       break;
     }
     case 3: {
       void *out = &in; /* sentinel: must survive a failure */
       int r = posix_memalign(&out, a, n);
       if (!pow2(a) || a % sizeof(void *)) {
-        if (r != EINVAL || out != &in) FAIL("posix_memalign(%zu) took a bad alignment", a);
+        if (r != EINVAL || out != &in)
+          FAIL("posix_memalign(%zu) took a bad alignment", a);
       } else if (impossible) {
-        if (r != ENOMEM || out != &in) FAIL("posix_memalign(%zu, %zu) did not fail right", a, n);
+        if (r != ENOMEM || out != &in)
+          FAIL("posix_memalign(%zu, %zu) did not fail right", a, n);
       } else if (r == 0) {
         accept(s, out, n, a, SENTINEL, v);
       }
-      if (errno != SENTINEL) FAIL("posix_memalign changed errno");
+      if (errno != SENTINEL)
+        FAIL("posix_memalign changed errno");
       break;
     }
     case 4:
       p = aligned_alloc_fn(a, n);
-      if (!pow2(a)) expect_null(p, EINVAL, "aligned_alloc", n);
-      else if (impossible) expect_null(p, ENOMEM, "aligned_alloc", n);
-      else if (p) accept(s, p, n, a, SENTINEL, v), s->c11 = 1;
+      if (!pow2(a))
+        expect_null(p, EINVAL, "aligned_alloc", n);
+      else if (impossible)
+        expect_null(p, ENOMEM, "aligned_alloc", n);
+      else if (p)
+        accept(s, p, n, a, SENTINEL, v), s->c11 = 1;
       break;
     case 5:
       p = memalign_fn(a, n);
-      if (a > SIZE_MAX / 2 + 1) expect_null(p, EINVAL, "memalign", n);
-      else if (impossible) expect_null(p, ENOMEM, "memalign", n);
+      if (a > SIZE_MAX / 2 + 1)
+        expect_null(p, EINVAL, "memalign", n);
+      else if (impossible)
+        expect_null(p, ENOMEM, "memalign", n);
       else if (p) {
         size_t want = 1;
-        while (want < a) want <<= 1;
+        while (want < a)
+          want <<= 1;
         accept(s, p, n, want, SENTINEL, v);
       }
       break;
     case 6:
       p = valloc(n);
-      if (impossible) expect_null(p, ENOMEM, "valloc", n);
-      else if (p) accept(s, p, n, (size_t)sysconf(_SC_PAGESIZE), SENTINEL, v);
+      if (impossible)
+        expect_null(p, ENOMEM, "valloc", n);
+      else if (p)
+        accept(s, p, n, (size_t)sysconf(_SC_PAGESIZE), SENTINEL, v);
       break;
     case 7:
       p = reallocarray(NULL, c, n);
       if (__builtin_mul_overflow(c, n, &(size_t){0}) || c * n > PTRDIFF_MAX)
         expect_null(p, ENOMEM, "reallocarray", n);
-      else if (p) accept(s, p, c * n, 1, SENTINEL, v), s->plain = 1;
+      else if (p)
+        accept(s, p, c * n, 1, SENTINEL, v), s->plain = 1;
       break;
     case 8:
       p = pvalloc(n);
-      if (n > SIZE_MAX - 65536 || impossible) expect_null(p, ENOMEM, "pvalloc", n);
-      else if (p) accept(s, p, n, (size_t)sysconf(_SC_PAGESIZE), SENTINEL, v);
+      if (n > SIZE_MAX - 65536 || impossible)
+        expect_null(p, ENOMEM, "pvalloc", n);
+      else if (p)
+        accept(s, p, n, (size_t)sysconf(_SC_PAGESIZE), SENTINEL, v);
       break;
     case 9: /* resize: content kept up to the smaller size */
-      if (s->p == NULL) break;
+      if (s->p == NULL)
+        break;
       verify(s, s->size);
       p = realloc(s->p, n);
       if (n == 0) {
-        if (p != NULL) FAIL("realloc(p, 0) did not free");
+        if (p != NULL)
+          FAIL("realloc(p, 0) did not free");
         memset(s, 0, sizeof *s);
       } else if (p == NULL) {
-        if (!impossible) break; /* a real out-of-memory: the old block is still good */
-        if (errno != ENOMEM) FAIL("failed realloc: errno %d", errno);
+        if (!impossible)
+          break; /* a real out-of-memory: the old block is still good */
+        if (errno != ENOMEM)
+          FAIL("failed realloc: errno %d", errno);
         verify(s, s->size);
       } else {
         size_t keep = n < s->size ? n : s->size;
@@ -223,10 +250,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
       }
       break;
     case 10:
-      if (s->p == NULL) break;
+      if (s->p == NULL)
+        break;
       p = reallocarray(s->p, c, n);
       if (__builtin_mul_overflow(c, n, &(size_t){0})) {
-        if (p || errno != ENOMEM) FAIL("reallocarray overflow not ENOMEM");
+        if (p || errno != ENOMEM)
+          FAIL("reallocarray overflow not ENOMEM");
         verify(s, s->size);
       } else if (p) {
         size_t total = c * n, keep = total < s->size ? total : s->size;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCKS 200
+#define BLOCKS     200
 #define BLOCK_SIZE (100 * 1024) /* below glibc's mmap threshold: it would use its arena */
 
 static int failures;
@@ -64,8 +64,8 @@ int main(int argc, char **argv) {
     memset(blocks[i], i, BLOCK_SIZE);
   }
   size_t glibc_grew = glibc_heap_bytes() - glibc_before;
-  CHECK(glibc_grew < (size_t)BLOCKS * BLOCK_SIZE / 10, "glibc's heap grew by %zu bytes: it served malloc",
-        glibc_grew);
+  CHECK(glibc_grew < (size_t)BLOCKS * BLOCK_SIZE / 10,
+        "glibc's heap grew by %zu bytes: it served malloc", glibc_grew);
 
   /* The backend, asked in its own words, knows these blocks. */
   uint64_t backend_accounted = 0;
@@ -82,9 +82,8 @@ int main(int argc, char **argv) {
       if (owned(blocks[i]))
         backend_accounted += BLOCK_SIZE;
   }
-  CHECK(backend_accounted >= (uint64_t)BLOCKS * BLOCK_SIZE,
-        "%s accounts for %llu of %d bytes", backend, (unsigned long long)backend_accounted,
-        BLOCKS * BLOCK_SIZE);
+  CHECK(backend_accounted >= (uint64_t)BLOCKS * BLOCK_SIZE, "%s accounts for %llu of %d bytes",
+        backend, (unsigned long long)backend_accounted, BLOCKS * BLOCK_SIZE);
 
   /* glibc's private names lead to the same allocator: no pointer crosses over. */
   void *(*libc_malloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_malloc");

@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +136,7 @@ static int signal_in_malloc(void) {
 
 /* ---- threads that exit while owning blocks, freed later by others --------------- */
 #define OWNERS 8
-#define OWNED 2000
+#define OWNED  2000
 static void *owned[OWNERS][OWNED];
 static void *owner(void *arg) {
   int me = (int)(uintptr_t)arg;

@@ -23,8 +23,8 @@ struct block {
   enum kind kind;
 };
 
-#define SLOTS 256
-#define INBOX 1024
+#define SLOTS       256
+#define INBOX       1024
 #define MAX_THREADS 64
 
 struct inbox {
@@ -69,9 +69,12 @@ static void check(const unsigned char *data, const void *base, size_t size, size
 static size_t random_size(uint64_t *s) {
   uint64_t r = next(s);
   switch (r % 100) {
-  case 0: return r >> 20 & ((1 << 20) - 1);          /* up to 1 MiB, rarely */
-  case 1 ... 9: return r >> 20 & ((1 << 16) - 1);    /* up to 64 KiB */
-  default: return r >> 20 & 1023;                    /* small: most of the traffic */
+  case 0:
+    return r >> 20 & ((1 << 20) - 1); /* up to 1 MiB, rarely */
+  case 1 ... 9:
+    return r >> 20 & ((1 << 16) - 1); /* up to 64 KiB */
+  default:
+    return r >> 20 & 1023; /* small: most of the traffic */
   }
 }
 
@@ -115,9 +118,21 @@ static int allocate(struct block *b, uint64_t *s) {
   size_t n = random_size(s), a = (size_t)1 << (next(s) % 13); /* 1 .. 4096 */
   b->size = n, b->align = 1, b->kind = PLAIN;
   switch (next(s) % 7) {
-  case 0: b->p = malloc(n); break;
-  case 1: b->p = calloc(1, n); if (b->p) for (size_t i = 0; i < n; i++) if (b->p[i]) { atomic_fetch_add(&corruptions, 1); break; } break;
-  case 2: b->p = reallocarray(NULL, n, 1); break;
+  case 0:
+    b->p = malloc(n);
+    break;
+  case 1:
+    b->p = calloc(1, n);
+    if (b->p)
+      for (size_t i = 0; i < n; i++)
+        if (b->p[i]) {
+          atomic_fetch_add(&corruptions, 1);
+          break;
+        }
+    break;
+  case 2:
+    b->p = reallocarray(NULL, n, 1);
+    break;
   case 3:
     if (a < sizeof(void *))
       a = sizeof(void *);
@@ -125,16 +140,24 @@ static int allocate(struct block *b, uint64_t *s) {
       b->p = NULL;
     b->align = a, b->kind = ALIGNED_OTHER;
     break;
-  case 4: b->p = aligned_alloc(a, n); b->align = a, b->kind = ALIGNED_C11; break;
-  case 5: b->p = memalign(a, n); b->align = a, b->kind = ALIGNED_OTHER; break;
-  default: b->p = malloc(n); break;
+  case 4:
+    b->p = aligned_alloc(a, n);
+    b->align = a, b->kind = ALIGNED_C11;
+    break;
+  case 5:
+    b->p = memalign(a, n);
+    b->align = a, b->kind = ALIGNED_OTHER;
+    break;
+  default:
+    b->p = malloc(n);
+    break;
   }
   if (b->p == NULL)
     return fprintf(stderr, "torture: allocation of %zu failed\n", n), -1;
   if ((uintptr_t)b->p % b->align != 0 || malloc_usable_size(b->p) < n) {
     atomic_fetch_add(&corruptions, 1);
-    fprintf(stderr, "torture: bad block %p: align %zu, usable %zu < %zu?\n", (void *)b->p,
-            b->align, malloc_usable_size(b->p), n);
+    fprintf(stderr, "torture: bad block %p: align %zu, usable %zu < %zu?\n", (void *)b->p, b->align,
+            malloc_usable_size(b->p), n);
   }
   fill(b);
   return 0;
@@ -198,8 +221,7 @@ int main(int argc, char **argv) {
     drain(i, &s);
   printf("torture: %d threads x %ld ops = %ld ops, %ld remote frees, %ld MiB verified, %ld "
          "corruptions%s\n",
-         nthreads, ops_per_thread, (long)total_ops, (long)remote_frees,
-         (long)(bytes_checked >> 20), (long)corruptions,
-         free_sized ? "" : " (no free_sized in this process)");
+         nthreads, ops_per_thread, (long)total_ops, (long)remote_frees, (long)(bytes_checked >> 20),
+         (long)corruptions, free_sized ? "" : " (no free_sized in this process)");
   return corruptions == 0 ? 0 : 1;
 }
