@@ -3,7 +3,8 @@
 #
 # Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
-#      ALLOCSHIM_BACKEND_OBJECTS (for jemalloc, its renamed objects), and the
+#      ALLOCSHIM_BACKEND_OBJECTS (for jemalloc, its renamed objects),
+#      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link), and the
 #      INTERFACE target allocshim_backend.
 include(CheckCSourceCompiles)
 
@@ -50,6 +51,7 @@ string(TOUPPER ${ALLOCSHIM_BACKEND_RESOLVED} _be)
 target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_BACKEND_${_be}=1)
 set(ALLOCSHIM_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/src/backend_${ALLOCSHIM_BACKEND_RESOLVED}.c)
 set(ALLOCSHIM_BACKEND_OBJECTS "")
+set(ALLOCSHIM_BACKEND_LINK_OPTIONS "")
 
 if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # jemalloc goes in statically, from a copy of the distribution's PIC archive whose
@@ -64,11 +66,14 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
     message(FATAL_ERROR "libjemalloc_pic.a not found: install libjemalloc-dev, or configure "
                         "with -DALLOCSHIM_BACKEND=mimalloc")
   endif()
+  # mmap, munmap and sbrk are renamed too, so that src/backend_jemalloc.c sees every
+  # mapping jemalloc makes: checked mode (ALLOCSHIM_CHECK) tells its pointers from
+  # foreign ones by them.
   set(_renamed_syms
       malloc calloc realloc free posix_memalign aligned_alloc memalign valloc
       malloc_usable_size mallocx rallocx xallocx sallocx dallocx sdallocx nallocx mallctl
       mallctlnametomib mallctlbymib malloc_stats_print malloc_conf malloc_conf_2_conf_harder
-      malloc_message secure_getenv)
+      malloc_message secure_getenv mmap munmap sbrk)
   set(_map "je_malloc_default _do_malloc\n")
   foreach(_s IN LISTS _renamed_syms)
     string(APPEND _map "${_s} _${_s}\n")
@@ -95,6 +100,19 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # One owner for the rule, so the shared and static libraries never both run it.
   add_custom_target(allocshim_backend_objects DEPENDS ${_objects})
   set(ALLOCSHIM_BACKEND_OBJECTS ${_objects})
+  # Entry points where jemalloc's own function already meets the contract (the tests
+  # hold it there like every other entry): the shared library's link gives the name
+  # straight to jemalloc's code, so a call into the shim costs no forward at all.
+  # src/front.c still defines them, weak (BE_DIRECT), for the static archive.
+  set(_deletes _ZdlPv _ZdaPv _ZdlPvSt11align_val_t _ZdaPvSt11align_val_t _ZdlPvRKSt9nothrow_t
+      _ZdaPvRKSt9nothrow_t _ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t)
+  set(ALLOCSHIM_BACKEND_DIRECT malloc=_malloc __libc_malloc=_malloc calloc=_calloc
+      __libc_calloc=_calloc aligned_alloc=_aligned_alloc free=_free cfree=_free __libc_free=_free)
+  foreach(_d IN LISTS _deletes)
+    list(APPEND ALLOCSHIM_BACKEND_DIRECT ${_d}=_free)
+  endforeach()
+  list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym="
+       OUTPUT_VARIABLE ALLOCSHIM_BACKEND_LINK_OPTIONS)
   find_package(Threads REQUIRED)
   target_link_libraries(allocshim_backend INTERFACE Threads::Threads m ${CMAKE_DL_LIBS})
   set(ALLOCSHIM_BACKEND_PKG_LIBS "-lm -lpthread -ldl")

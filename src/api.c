@@ -2,6 +2,7 @@
  * what happens when the library is loaded. */
 #define _GNU_SOURCE
 #include "backend.h"
+#include "check.h"
 #include "internal.h"
 
 #include <allocshim.h>
@@ -34,12 +35,15 @@ __attribute__((constructor)) static void allocshim_start(void) {
   /* The backend's lazy set-up (NUMA probes, config files) can leave errno set;
    * doing it here keeps the promise that a successful malloc leaves errno alone. */
   be_free(be_malloc(1));
+  be_start();
+  check_start();
   if (allocshim_env_flag("VERBOSE")) {
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[len > 0 ? len : 0] = '\0';
-    allocshim_say("%s %s serves pid %ld (%s), allocshim %s", alloc_backend(),
-                  alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?", alloc_version());
+    allocshim_say("%s %s serves pid %ld (%s), allocshim %s%s", alloc_backend(),
+                  alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?", alloc_version(),
+                  check_on ? ", checked mode" : "");
   }
   profile_start();
   stats_start();

@@ -32,16 +32,20 @@
 /* jemalloc is linked statically, from a build-time copy of the distribution's
  * libjemalloc_pic.a in which malloc is renamed _malloc, free _free, and so on
  * (cmake/AllocshimBackend.cmake says why); so the forwards below are direct calls
- * into jemalloc's own fast paths. */
+ * into jemalloc's own fast paths, and the entries marked BE_DIRECT in front.c are
+ * jemalloc's functions themselves in the shared library. */
 #define ALLOCSHIM_BACKEND_NAME "jemalloc"
 #define BE_HIDDEN              __attribute__((visibility("hidden")))
+#define BE_DIRECT              __attribute__((weak))
 
-BE_HIDDEN void *_malloc(size_t n);
-BE_HIDDEN void *_calloc(size_t c, size_t n);
+/* Not hidden: a name the link gives to one of these takes its visibility, and must be
+ * exported. The version script keeps the underscore names themselves out of sight. */
+void *_malloc(size_t n);
+void *_calloc(size_t c, size_t n);
+void *_aligned_alloc(size_t a, size_t n);
+void _free(void *p);
 BE_HIDDEN void *_realloc(void *p, size_t n);
-BE_HIDDEN void *_aligned_alloc(size_t a, size_t n);
 BE_HIDDEN int _posix_memalign(void **out, size_t a, size_t n);
-BE_HIDDEN void _free(void *p);
 BE_HIDDEN void _sdallocx(void *p, size_t n, int flags);
 BE_HIDDEN size_t _malloc_usable_size(const void *p);
 
@@ -80,6 +84,7 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 
 #include <mimalloc.h>
 #define ALLOCSHIM_BACKEND_NAME         "mimalloc"
+#define BE_DIRECT                      /* a shared mimalloc: every entry forwards */
 
 /* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
  * and for failed aligned requests. It reports them to its error handler, which
@@ -115,9 +120,19 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
   *out = p;
   return 0;
 }
-#define be_free(p)                     mi_free(p)
-#define be_free_sized(p, n)            mi_free_size((p), (n))
-#define be_free_aligned_sized(p, a, n) mi_free_size_aligned((p), (n), (a))
+/* The frees go through this table so that checked mode can swap in checking versions
+ * before main. A jump through it costs what the jump through the GOT to mi_free did,
+ * so it is free when checked mode is off; it sits in RELRO, read-only once the dynamic
+ * linker is done (src/backend_mimalloc.c rewrites it under mprotect). */
+struct be_mi_frees {
+  void (*free)(void *p);
+  void (*free_size)(void *p, size_t n);
+  void (*free_size_aligned)(void *p, size_t n, size_t a);
+};
+extern struct be_mi_frees be_mi;
+#define be_free(p)                     be_mi.free(p)
+#define be_free_sized(p, n)            be_mi.free_size((p), (n))
+#define be_free_aligned_sized(p, a, n) be_mi.free_size_aligned((p), (n), (a))
 #define be_usable_size(p)              mi_usable_size(p)
 
 #else
@@ -126,6 +141,9 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
 
 /* Implemented once per backend, in src/backend_<name>.c. */
 struct alloc_stats;
+void be_start(void);                    /* once, from the library's constructor */
+bool be_owns(const void *p);            /* false only if p is surely not the backend's */
+bool be_check_start(void);              /* checked mode: every free checks its pointer */
 const char *be_version(void);           /* the backend's own version string */
 int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
 int be_profile_dump(const char *path);  /* 0, or -1 when the backend failed to write */

@@ -1,7 +1,8 @@
 /* jemalloc's half of the backend: version, heap-profile control, start-up options,
- * and jemalloc's extended API re-exported for programs built against libjemalloc. */
+ * checked mode, and jemalloc's extended API re-exported for programs built against it. */
 #define _GNU_SOURCE
 #include "backend.h"
+#include "check.h"
 #include "internal.h"
 
 #include <allocshim.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define HIDDEN __attribute__((visibility("hidden")))
 #define EXPORT ALLOC_API
@@ -51,28 +54,100 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
   _malloc_stats_print(cb, o, opts);
 }
 
+/* jemalloc 5.3 purges a free extent of 8 MiB or more (after coalescing) at once, and
+ * serves such requests from an arena that keeps nothing: a program cycling through
+ * blocks of a few MiB page-faults on every reuse (bench/ "large": 2x glibc's time).
+ * 32 MiB is where glibc stops keeping freed blocks (its largest mmap threshold), and
+ * the 10 s decay still returns the memory. */
+#define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:33554432"
+
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
  * allocation, which can come before any constructor of ours. The build renames that
- * call to this function, so the ALLOCSHIM_ settings are in place however early that
- * is. They go first: jemalloc lets later options win, so MALLOC_CONF keeps the last
- * word. No allocation is allowed here. */
+ * call to this function, so the shim's defaults and ALLOCSHIM_ settings are in place
+ * however early that is. They go first: jemalloc lets later options win, so
+ * MALLOC_CONF keeps the last word. No allocation is allowed here. */
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
-  static char conf[1024];
+  static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  if (!allocshim_env_flag("PROF"))
-    return (char *)user;
-  /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2. */
-  const char *sample = allocshim_env("PROF_SAMPLE");
-  unsigned long long bytes = sample ? strtoull(sample, NULL, 10) : 0;
-  int len = snprintf(conf, sizeof conf, "prof:true,prof_active:true");
-  if (bytes > 0)
-    len += snprintf(conf + len, sizeof conf - (size_t)len, ",lg_prof_sample:%d",
-                    63 - __builtin_clzll(bytes));
-  if (user != NULL && user[0] != '\0')
-    snprintf(conf + len, sizeof conf - (size_t)len, ",%s", user);
+  size_t len = (size_t)snprintf(conf, sizeof conf, "%s", ALLOCSHIM_JEMALLOC_DEFAULTS);
+  if (allocshim_env_flag("PROF")) {
+    /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2. */
+    const char *sample = allocshim_env("PROF_SAMPLE");
+    unsigned long long bytes = sample ? strtoull(sample, NULL, 10) : 0;
+    len += (size_t)snprintf(conf + len, sizeof conf - len, ",prof:true,prof_active:true");
+    if (bytes > 0)
+      len += (size_t)snprintf(conf + len, sizeof conf - len, ",lg_prof_sample:%d",
+                              63 - __builtin_clzll(bytes));
+  }
+  if (user != NULL && user[0] != '\0') {
+    /* Too long to append to: the user's options alone, rather than a cut-off one. */
+    if (len + 1 + strlen(user) >= sizeof conf)
+      return (char *)user;
+    snprintf(conf + len, sizeof conf - len, ",%s", user);
+  }
   return conf;
+}
+
+void be_start(void) {
+  /* jemalloc 5.3 creates arena 0 before it applies opt.oversize_threshold, so the main
+   * thread's arena keeps the built-in 8 MiB whatever the options say. */
+  size_t want = 0, have = 0, len = sizeof want;
+  if (_mallctl("opt.oversize_threshold", &want, &len, NULL, 0) == 0 &&
+      _mallctl("arena.0.oversize_threshold", &have, &len, NULL, 0) == 0 && have != want)
+    _mallctl("arena.0.oversize_threshold", NULL, NULL, &want, sizeof want);
+}
+
+/* ---- Checked mode ---------------------------------------------------------------------
+ * jemalloc 5.3 has no lookup that is safe on a pointer it never mapped (arenas.lookup
+ * and free itself walk its radix tree assuming the pointer is known, and fault). So the
+ * build renames jemalloc's mmap, munmap and sbrk to the three functions below, which
+ * record its mappings; and a dalloc hook, which jemalloc runs before it touches the
+ * pointer, checks every free against them. Without the hook jemalloc's fast paths run
+ * untouched: checked mode costs nothing when it is off. */
+void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  void *p = mmap(addr, len, prot, flags, fd, off);
+  if (p != MAP_FAILED && check_enabled())
+    check_ranges_add(p, len);
+  return p;
+}
+
+int _munmap(void *addr, size_t len) {
+  int r = munmap(addr, len);
+  if (r == 0 && check_enabled())
+    check_ranges_remove(addr, len);
+  return r;
+}
+
+void *_sbrk(intptr_t increment) {
+  void *old = sbrk(increment);
+  if (old != (void *)-1 && increment > 0 && check_enabled())
+    check_ranges_add(old, (size_t)increment);
+  return old;
+}
+
+bool be_owns(const void *p) { return check_ranges_hold(p); }
+
+/* jemalloc's experimental hook interface (internal hook.h of 5.3; not in its public
+ * header). Only the dalloc hook is used. */
+typedef struct {
+  void *alloc_hook;
+  void (*dalloc_hook)(void *extra, int type, void *address, uintptr_t args_raw[3]);
+  void *expand_hook;
+  void *extra;
+} je_hooks;
+
+static void check_dalloc(void *extra, int type, void *address, uintptr_t args_raw[3]) {
+  (void)extra, (void)type, (void)args_raw;
+  check_pointer("free", address);
+}
+
+bool be_check_start(void) {
+  je_hooks hooks = {NULL, check_dalloc, NULL, NULL};
+  void *handle = NULL;
+  size_t len = sizeof handle;
+  return _mallctl("experimental.hooks.install", &handle, &len, &hooks, sizeof hooks) == 0;
 }
 
 const char *be_version(void) {

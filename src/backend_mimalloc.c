@@ -1,15 +1,24 @@
-/* mimalloc's half of the backend: version string and statistics. mimalloc has no
- * heap profiler, so the profiling calls report ALLOC_ENOTSUP. */
+/* mimalloc's half of the backend: errors, checked mode, version and statistics.
+ * mimalloc has no heap profiler, so the profiling calls report ALLOC_ENOTSUP. */
 #define _GNU_SOURCE
 #include "backend.h"
+#include "check.h"
 #include "internal.h"
 
 #include <allocshim.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+/* In .data.rel.ro: the dynamic linker fills it in, then makes it read-only. */
+__attribute__((section(".data.rel.ro"))) struct be_mi_frees be_mi = {
+    mi_free, mi_free_size, mi_free_size_aligned};
 
 /* mimalloc's out-of-memory and size-overflow reports become errno, as glibc sets it;
  * other reports (a bad free, say) keep mimalloc's default handling, which in a
@@ -20,8 +29,67 @@ static void errno_from_mimalloc(int err, void *arg) {
     errno = ENOMEM;
 }
 
-__attribute__((constructor)) static void mimalloc_errors(void) {
-  mi_register_error(errno_from_mimalloc, NULL);
+void be_start(void) { mi_register_error(errno_from_mimalloc, NULL); }
+
+/* ---- Checked mode ---------------------------------------------------------------------
+ * mimalloc keeps a map of its segments, safe to ask about any address. It leaves out
+ * blocks above 1 GiB (mapped without its address hint, beyond the map's reach); those
+ * are 64 KiB-aligned, which no glibc or stack pointer is, so such pointers pass, as
+ * does anything this thread's heap owns. */
+bool be_owns(const void *p) {
+  return mi_is_in_heap_region(p) || (uintptr_t)p % 65536 == 0 || mi_check_owned(p);
+}
+
+static void checked_free(void *p) {
+  check_pointer("free", p);
+  mi_free(p);
+}
+static void checked_free_size(void *p, size_t n) {
+  check_pointer("free", p);
+  mi_free_size(p, n);
+}
+static void checked_free_size_aligned(void *p, size_t n, size_t a) {
+  check_pointer("free", p);
+  mi_free_size_aligned(p, n, a);
+}
+
+/* The part of [lo, hi) the dynamic linker made read-only (RELRO), as it computes it:
+ * whole pages only, so a partial last page stays writable. */
+struct relro_query {
+  uintptr_t lo, hi;       /* in: the table */
+  uintptr_t ro_lo, ro_hi; /* out: read-only pages overlapping it, or empty */
+};
+
+static int find_relro(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct relro_query *q = arg;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_GNU_RELRO)
+      continue;
+    uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
+    uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+    if (q->lo < end && start < q->hi) {
+      q->ro_lo = q->lo > start ? q->lo & ~(page - 1) : start;
+      q->ro_hi = q->hi < end ? (q->hi + page - 1) & ~(page - 1) : end;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+bool be_check_start(void) {
+  struct be_mi_frees checked = {checked_free, checked_free_size, checked_free_size_aligned};
+  struct relro_query q = {(uintptr_t)&be_mi, (uintptr_t)(&be_mi + 1), 0, 0};
+  dl_iterate_phdr(find_relro, &q);
+  size_t ro = q.ro_hi - q.ro_lo;
+  if (ro != 0 && mprotect((void *)q.ro_lo, ro, PROT_READ | PROT_WRITE) != 0)
+    return false;
+  memcpy(&be_mi, &checked, sizeof checked);
+  if (ro != 0)
+    mprotect((void *)q.ro_lo, ro, PROT_READ);
+  return true;
 }
 
 const char *be_version(void) {

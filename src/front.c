@@ -1,5 +1,7 @@
 /* The front layer: every allocation entry point a program or its libraries may call,
- * each a one-line forward to the backend (backend.h) or to the semantics glue (glue.h). */
+ * each a one-line forward to the backend (backend.h) or to the semantics glue (glue.h).
+ * BE_DIRECT marks entries the backend's own function may serve with no forward: the
+ * shared library's link then gives the name to it (cmake/AllocshimBackend.cmake). */
 #define _GNU_SOURCE
 #include "glue.h"
 #include "internal.h"
@@ -24,27 +26,27 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 
 /* ---- The C library family ------------------------------------------------- */
 
-EXPORT void *malloc(size_t n) { return be_malloc(n); }
-EXPORT void *calloc(size_t c, size_t n) { return be_calloc(c, n); }
+EXPORT BE_DIRECT void *malloc(size_t n) { return be_malloc(n); }
+EXPORT BE_DIRECT void *calloc(size_t c, size_t n) { return be_calloc(c, n); }
 EXPORT void *realloc(void *p, size_t n) { return glue_realloc(p, n); }
 EXPORT void *reallocarray(void *p, size_t c, size_t n) { return glue_reallocarray(p, c, n); }
-EXPORT void free(void *p) { be_free(p); }
+EXPORT BE_DIRECT void free(void *p) { be_free(p); }
 EXPORT void free_sized(void *p, size_t n) { be_free_sized(p, n); }
 EXPORT void free_aligned_sized(void *p, size_t a, size_t n) { glue_free_aligned_sized(p, a, n); }
 EXPORT int posix_memalign(void **out, size_t a, size_t n) { return glue_posix_memalign(out, a, n); }
-EXPORT void *aligned_alloc(size_t a, size_t n) { return glue_aligned_alloc(a, n); }
+EXPORT BE_DIRECT void *aligned_alloc(size_t a, size_t n) { return glue_aligned_alloc(a, n); }
 EXPORT void *memalign(size_t a, size_t n) { return glue_memalign(a, n); }
 EXPORT void *valloc(size_t n) { return glue_valloc(n); }
 EXPORT void *pvalloc(size_t n) { return glue_pvalloc(n); }
-EXPORT size_t malloc_usable_size(void *p) { return be_usable_size(p); }
-void cfree(void *p) ALIAS(free);
+EXPORT size_t malloc_usable_size(void *p) { return glue_usable_size(p); }
+BE_DIRECT void cfree(void *p) ALIAS(free);
 
 /* glibc's own names for the same functions: libraries that call them directly would
  * otherwise reach glibc's allocator behind the shim's back. */
 #if defined(__GLIBC__)
-void *__libc_malloc(size_t n) ALIAS(malloc);
-void __libc_free(void *p) ALIAS(free);
-void *__libc_calloc(size_t c, size_t n) ALIAS(calloc);
+BE_DIRECT void *__libc_malloc(size_t n) ALIAS(malloc);
+BE_DIRECT void __libc_free(void *p) ALIAS(free);
+BE_DIRECT void *__libc_calloc(size_t c, size_t n) ALIAS(calloc);
 void *__libc_realloc(void *p, size_t n) ALIAS(realloc);
 void *__libc_memalign(size_t a, size_t n) ALIAS(memalign);
 void *__libc_valloc(size_t n) ALIAS(valloc);
@@ -105,16 +107,16 @@ EXPORT void *CXX(_Znw, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const 
 EXPORT void *CXX(_Zna, St11align_val_tRKSt9nothrow_t)(size_t n, size_t a, const nothrow_tag *t UNUSED) { return cxx_new_aligned_nothrow(n, a); }
 
 /* delete, delete[]: plain, sized, aligned, sized and aligned, nothrow */
-EXPORT void _ZdlPv(void *p) { be_free(p); }
-EXPORT void _ZdaPv(void *p) { be_free(p); }
+EXPORT BE_DIRECT void _ZdlPv(void *p) { be_free(p); }
+EXPORT BE_DIRECT void _ZdaPv(void *p) { be_free(p); }
 EXPORT void CXX(_ZdlPv, )(void *p, size_t n) { be_free_sized(p, n); }
 EXPORT void CXX(_ZdaPv, )(void *p, size_t n) { be_free_sized(p, n); }
-EXPORT void _ZdlPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
-EXPORT void _ZdaPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdlPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdaPvSt11align_val_t(void *p, size_t a UNUSED) { be_free(p); }
 EXPORT void CXX(_ZdlPv, St11align_val_t)(void *p, size_t n, size_t a) { be_free_aligned_sized(p, a, n); }
 EXPORT void CXX(_ZdaPv, St11align_val_t)(void *p, size_t n, size_t a) { be_free_aligned_sized(p, a, n); }
-EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
-EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
-EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
-EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
+EXPORT BE_DIRECT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a UNUSED, const nothrow_tag *t UNUSED) { be_free(p); }
 /* clang-format on */

@@ -4,6 +4,7 @@
 #define ALLOCSHIM_GLUE_H
 
 #include "backend.h"
+#include "check.h"
 
 #include <stdbool.h>
 
@@ -11,6 +12,8 @@ static inline bool glue_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 /* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
 static inline void *glue_realloc(void *p, size_t n) {
+  if (ALLOC_UNLIKELY(check_on))
+    check_pointer("realloc", p);
   if (ALLOC_UNLIKELY(n == 0 && p != NULL)) {
     be_free(p);
     return NULL;
@@ -44,6 +47,12 @@ static inline void *glue_aligned_alloc(size_t align, size_t size) {
     return NULL;
   }
   return be_aligned(align, size);
+}
+
+static inline size_t glue_usable_size(void *p) {
+  if (ALLOC_UNLIKELY(check_on))
+    check_pointer("malloc_usable_size", p);
+  return be_usable_size(p);
 }
 
 /* Less common entry points, kept out of line in glue.c. */

@@ -17,6 +17,8 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "check.h"
+#include "test_owns.h"
 
 char *_secure_getenv(const char *name);
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
@@ -86,23 +88,44 @@ static void test_dump_backend_failure(void **state) {
   assert_int_equal(rmdir(dir), 0);
 }
 
-/* The MALLOC_CONF that jemalloc sees: ALLOCSHIM_ options first, the user's last. */
+/* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
+ * the user's last (jemalloc lets the last word win). */
+#define DEFAULTS "oversize_threshold:33554432"
 static void test_conf(void **state) {
   (void)state;
-  assert_null(_secure_getenv("MALLOC_CONF"));
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS);
   setenv("MALLOC_CONF", "narenas:2", 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), "narenas:2");
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS ",narenas:2");
   setenv("ALLOCSHIM_PROF", "1", 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), "prof:true,prof_active:true,narenas:2");
+  assert_string_equal(_secure_getenv("MALLOC_CONF"),
+                      DEFAULTS ",prof:true,prof_active:true,narenas:2");
   setenv("ALLOCSHIM_PROF_SAMPLE", "1048576", 1);
   unsetenv("MALLOC_CONF");
   assert_string_equal(_secure_getenv("MALLOC_CONF"),
-                      "prof:true,prof_active:true,lg_prof_sample:20");
+                      DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20");
   setenv("ALLOCSHIM_PROF", "0", 1);
-  assert_null(_secure_getenv("MALLOC_CONF"));
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS);
+  /* A MALLOC_CONF too long to append to is passed on whole, never cut. */
+  char longer[5000];
+  memset(longer, 'x', sizeof longer - 1);
+  longer[sizeof longer - 1] = '\0';
+  setenv("MALLOC_CONF", longer, 1);
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), longer);
+  unsetenv("MALLOC_CONF");
   /* Other variables pass straight through. */
   setenv("ALLOCSHIM_TEST_OTHER", "value", 1);
   assert_string_equal(_secure_getenv("ALLOCSHIM_TEST_OTHER"), "value");
+}
+
+/* jemalloc 5.3 leaves arena 0 at 8 MiB whatever opt.oversize_threshold says; the
+ * constructor (be_start) has brought it in line by the time main runs. */
+static void test_oversize_threshold(void **state) {
+  (void)state;
+  size_t opt = 0, arena0 = 0, len = sizeof opt;
+  assert_int_equal(__real__mallctl("opt.oversize_threshold", &opt, &len, NULL, 0), 0);
+  assert_int_equal(__real__mallctl("arena.0.oversize_threshold", &arena0, &len, NULL, 0), 0);
+  assert_int_equal(opt, 32u << 20);
+  assert_int_equal(arena0, opt);
 }
 
 /* jemalloc's extended API is the shim's, for programs built against libjemalloc. */
@@ -120,13 +143,24 @@ static void test_extended_api(void **state) {
   sdallocx(p, 100, 0);
 }
 
+/* jemalloc's answer comes from the mappings recorded since start-up, which happens only
+ * in checked mode: ctest runs this binary again with ALLOCSHIM_CHECK=1 for it. */
+static void test_owns(void **state) {
+  (void)state;
+  if (!check_on)
+    skip();
+  assert_owns_own_and_only_own();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_version, reset),
       cmocka_unit_test_setup(test_profile_status, reset),
       cmocka_unit_test_setup(test_dump_backend_failure, reset),
       cmocka_unit_test_setup(test_conf, reset),
+      cmocka_unit_test_setup(test_oversize_threshold, reset),
       cmocka_unit_test_setup(test_extended_api, reset),
+      cmocka_unit_test_setup(test_owns, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

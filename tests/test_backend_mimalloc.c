@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "test_owns.h"
 #include "test_util.h"
 
 static void test_version(void **state) {
@@ -41,11 +42,18 @@ static void test_stats_fields(void **state) {
   assert_true(st.resident != ALLOC_STAT_UNKNOWN && st.resident > 0);
 }
 
+/* mimalloc answers for itself, checked mode on or off. */
+static void test_owns(void **state) {
+  (void)state;
+  assert_owns_own_and_only_own();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version),
       cmocka_unit_test(test_profiling_not_supported),
       cmocka_unit_test(test_stats_fields),
+      cmocka_unit_test(test_owns),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,4 +26,13 @@ if LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 "$prog" deepbind "$plugin" >/dev/null 
 else
   echo "deepbind: ALLOCSHIM_DEEPBIND=1 keeps RTLD_DEEPBIND, and with it the crash"
 fi
+# Checked mode turns that crash into a diagnosis that names RTLD_DEEPBIND.
+out=$(LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 ALLOCSHIM_CHECK=1 "$prog" deepbind "$plugin" 2>&1)
+rc=$?
+if [ $rc -eq 134 ] && grep -q "not allocated by.*RTLD_DEEPBIND" <<<"$out"; then
+  echo "deepbind: with ALLOCSHIM_CHECK=1 as well, the foreign free is stopped and diagnosed"
+else
+  echo "deepbind: FAIL: ALLOCSHIM_CHECK=1 did not diagnose the foreign free (exit $rc)"
+  fail=1
+fi
 exit $fail

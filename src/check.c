@@ -1,0 +1,146 @@
+/* Checked mode (ALLOCSHIM_CHECK=1): free, realloc and malloc_usable_size make sure a
+ * pointer is the backend's before the backend touches it, and abort naming the cause. */
+#define _GNU_SOURCE
+#include "check.h"
+
+#include "backend.h"
+#include "glue.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool check_on;
+
+bool check_enabled(void) {
+  /* Asked first from inside the backend's start-up, before any constructor. */
+  static atomic_int mode = -1;
+  int m = atomic_load_explicit(&mode, memory_order_relaxed);
+  if (m < 0) {
+    m = allocshim_env_flag("CHECK");
+    atomic_store_explicit(&mode, m, memory_order_relaxed);
+  }
+  return m != 0;
+}
+
+void check_pointer(const char *op, const void *p) {
+  if (p == NULL || be_owns(p))
+    return;
+  allocshim_say("%s(%p): this pointer was not allocated by %s, the allocator behind "
+                "allocshim (ALLOCSHIM_CHECK=1). Likely causes: it came from another allocator "
+                "in the process (glibc's malloc reached directly, a statically linked copy "
+                "of libc, or a library dlopen()ed with RTLD_DEEPBIND while "
+                "ALLOCSHIM_DEEPBIND=1), or it never came from malloc (a stack or static "
+                "address, a pointer into the middle of a block, a block freed and its memory "
+                "returned). Aborting.",
+                op, p, ALLOCSHIM_BACKEND_NAME);
+  abort();
+}
+
+/* A fork child has one thread; a lookup another thread was doing holds the lock no
+ * more. (Additions happen under the backend's own locks, which it holds across fork.) */
+static void ranges_after_fork(void);
+
+void check_start(void) {
+  if (!check_enabled())
+    return;
+  if (!be_check_start()) {
+    allocshim_say("ALLOCSHIM_CHECK=1: %s cannot check pointers in this build; running unchecked",
+                  ALLOCSHIM_BACKEND_NAME);
+    return;
+  }
+  pthread_atfork(NULL, NULL, ranges_after_fork);
+  check_on = true;
+}
+
+/* ---- The address ranges a backend mapped ---------------------------------------------
+ * Sorted and disjoint. Mappings are rare (jemalloc grows its reserve geometrically), so
+ * a lock and a linear shift cost nothing that matters; lookups binary-search. */
+enum { RANGES_MAX = 8192 };
+static struct range {
+  uintptr_t lo, hi;
+} ranges[RANGES_MAX];
+static size_t nranges;
+static bool ranges_overflowed; /* then nothing can be called foreign */
+static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The first range whose end reaches lo. */
+static size_t ranges_find(uintptr_t lo) {
+  size_t a = 0, b = nranges;
+  while (a < b) {
+    size_t mid = a + (b - a) / 2;
+    if (ranges[mid].hi < lo)
+      a = mid + 1;
+    else
+      b = mid;
+  }
+  return a;
+}
+
+static void ranges_insert_at(size_t i, uintptr_t lo, uintptr_t hi) {
+  if (nranges == RANGES_MAX) {
+    ranges_overflowed = true;
+    return;
+  }
+  memmove(&ranges[i + 1], &ranges[i], (nranges - i) * sizeof ranges[0]);
+  ranges[i] = (struct range){lo, hi};
+  nranges++;
+}
+
+void check_ranges_add(const void *p, size_t len) {
+  uintptr_t lo = (uintptr_t)p, hi = lo + len;
+  pthread_mutex_lock(&ranges_lock);
+  size_t i = ranges_find(lo), j = i;
+  /* Merge every range this one overlaps or touches. */
+  while (j < nranges && ranges[j].lo <= hi) {
+    lo = ranges[j].lo < lo ? ranges[j].lo : lo;
+    hi = ranges[j].hi > hi ? ranges[j].hi : hi;
+    j++;
+  }
+  if (j == i) {
+    ranges_insert_at(i, lo, hi);
+  } else {
+    ranges[i] = (struct range){lo, hi};
+    memmove(&ranges[i + 1], &ranges[j], (nranges - j) * sizeof ranges[0]);
+    nranges -= j - i - 1;
+  }
+  pthread_mutex_unlock(&ranges_lock);
+}
+
+void check_ranges_remove(const void *p, size_t len) {
+  uintptr_t lo = (uintptr_t)p, hi = lo + len;
+  pthread_mutex_lock(&ranges_lock);
+  for (size_t i = ranges_find(lo + 1); i < nranges && ranges[i].lo < hi;) {
+    struct range r = ranges[i];
+    if (r.lo < lo && r.hi > hi) { /* a hole in the middle: split */
+      ranges[i].hi = lo;
+      ranges_insert_at(i + 1, hi, r.hi);
+      break;
+    }
+    if (r.lo < lo) {
+      ranges[i++].hi = lo;
+    } else if (r.hi > hi) {
+      ranges[i].lo = hi;
+      break;
+    } else {
+      memmove(&ranges[i], &ranges[i + 1], (nranges - i - 1) * sizeof ranges[0]);
+      nranges--;
+    }
+  }
+  pthread_mutex_unlock(&ranges_lock);
+}
+
+bool check_ranges_hold(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  pthread_mutex_lock(&ranges_lock);
+  size_t i = ranges_find(a + 1);
+  bool held = ranges_overflowed || (i < nranges && ranges[i].lo <= a && a < ranges[i].hi);
+  pthread_mutex_unlock(&ranges_lock);
+  return held;
+}
+
+
+static void ranges_after_fork(void) { pthread_mutex_init(&ranges_lock, NULL); }

@@ -1,0 +1,25 @@
+/* Checked mode (ALLOCSHIM_CHECK=1), implemented in src/check.c: the flag, the pointer
+ * check, and the table of mapped ranges for a backend that cannot tell its own pointers. */
+#ifndef ALLOCSHIM_CHECK_H
+#define ALLOCSHIM_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Set before main when checked mode is on. The frees are checked by the backend
+ * (be_check_start); realloc and malloc_usable_size test this flag in glue.h. */
+extern bool check_on;
+/* ALLOCSHIM_CHECK, read once; safe from inside the backend's own start-up. */
+bool check_enabled(void);
+/* From the library's constructor: turns checked mode on if asked for. */
+void check_start(void);
+/* Returns if p is NULL or the backend's; otherwise says why it is not and aborts. */
+void check_pointer(const char *op, const void *p);
+
+/* Every range the backend maps and unmaps, while check_enabled(). */
+void check_ranges_add(const void *p, size_t len);
+void check_ranges_remove(const void *p, size_t len);
+/* True if p lies in a recorded range (or the table overflowed and cannot tell). */
+bool check_ranges_hold(const void *p);
+
+#endif /* ALLOCSHIM_CHECK_H */

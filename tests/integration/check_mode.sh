@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Checked mode (ALLOCSHIM_CHECK=1): a foreign pointer given to free, realloc,
+# malloc_usable_size or operator delete aborts with a message naming the likely
+# causes, before the backend touches it; a correct multi-threaded program runs as
+# before. Without the variable, nothing changes.
+# usage: check_mode.sh LIBRARY BACKEND FOREIGN TORTURE
+set -uo pipefail
+lib=$(readlink -f "$1") backend=$2 foreign=$3 torture=$4
+. "$(dirname "$0")/run_lib.sh"
+fail=0
+for source in glibc static stack; do
+  for op in free realloc usable delete; do
+    case $op in
+      usable) said=malloc_usable_size ;;
+      delete) said=free ;; # operator delete is reported as the free it is
+      *) said=$op ;;
+    esac
+    out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$foreign" $source $op 2>&1)
+    rc=$?
+    if [ $rc -eq 134 ] && grep -q "$said(0x[0-9a-f]*): this pointer was not allocated by $backend" <<<"$out" &&
+      ! grep -q survived <<<"$out"; then
+      echo "check_mode: $source pointer to $op: aborted with the diagnosis"
+    else
+      echo "check_mode: FAIL: $source pointer to $op: exit $rc"
+      echo "$out"
+      fail=1
+    fi
+  done
+done
+grep -m1 "Likely causes" <<<"$out" | fold -s -w 100
+# What the same mistake does unchecked: whatever the backend does, not our message.
+out=$(preloaded "$lib" "$foreign" glibc free 2>&1)
+echo "check_mode: unchecked, a glibc pointer to free ends with exit $?"
+if grep -q "not allocated by" <<<"$out"; then echo "check_mode: FAIL: checked without asking"; fail=1; fi
+# No false alarms: threads, cross-thread frees, every entry point and size class.
+if out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$torture" 4 20000 2>&1); then
+  echo "check_mode: torture under checked mode: $(tail -1 <<<"$out")"
+else
+  echo "check_mode: FAIL: torture under checked mode"
+  echo "$out" | tail -5
+  fail=1
+fi
+exit $fail

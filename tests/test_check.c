@@ -1,0 +1,137 @@
+/* Tests for src/check.c: the table of mapped ranges, and what check_pointer does with
+ * a pointer the backend owns, does not own, or NULL (abort and be_owns are mocked). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "check.h"
+
+/* ---- Mocks: the backend's answer, the message, and abort ------------------------- */
+static bool owns_answer = true;
+bool __wrap_be_owns(const void *p) {
+  (void)p;
+  return owns_answer;
+}
+
+static char said[1024];
+void __wrap_allocshim_say(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(said, sizeof said, fmt, ap);
+  va_end(ap);
+}
+
+static jmp_buf aborted;
+void __wrap_abort(void) { longjmp(aborted, 1); }
+
+static int reset(void **state) {
+  (void)state;
+  owns_answer = true;
+  said[0] = '\0';
+  return 0;
+}
+
+/* True if check_pointer aborted. */
+static bool check_aborts(const char *op, const void *p) {
+  if (setjmp(aborted) != 0)
+    return true;
+  check_pointer(op, p);
+  return false;
+}
+
+static void test_pointer_owned_or_null_passes(void **state) {
+  (void)state;
+  static int x;
+  assert_false(check_aborts("free", &x));
+  owns_answer = false;
+  assert_false(check_aborts("free", NULL));
+  assert_string_equal(said, "");
+}
+
+static void test_foreign_pointer_aborts_naming_causes(void **state) {
+  (void)state;
+  static int x;
+  owns_answer = false;
+  assert_true(check_aborts("realloc", &x));
+  char expect[64];
+  snprintf(expect, sizeof expect, "realloc(%p)", (void *)&x);
+  assert_non_null(strstr(said, expect));
+  assert_non_null(strstr(said, "not allocated by " ALLOCSHIM_BACKEND_NAME));
+  assert_non_null(strstr(said, "RTLD_DEEPBIND"));
+  assert_non_null(strstr(said, "statically linked copy of libc"));
+}
+
+/* ---- The range table ----------------------------------------------------------------- */
+#define AT(x) ((const void *)(uintptr_t)(x))
+static bool held(uintptr_t a) { return check_ranges_hold(AT(a)); }
+
+static void test_ranges_add_merge_remove(void **state) {
+  (void)state;
+  const uintptr_t base = 0x100000000;
+  assert_false(held(base));
+  check_ranges_add(AT(base), 0x1000);
+  assert_true(held(base));
+  assert_true(held(base + 0xfff));
+  assert_false(held(base + 0x1000)); /* the end is not included */
+  assert_false(held(base - 1));
+
+  /* A touching range and an overlapping one merge with it; a distant one stays apart. */
+  check_ranges_add(AT(base + 0x1000), 0x1000);
+  check_ranges_add(AT(base + 0x1800), 0x2000);
+  check_ranges_add(AT(base + 0x10000), 0x1000);
+  assert_true(held(base + 0x37ff));
+  assert_false(held(base + 0x3800));
+  assert_true(held(base + 0x10000));
+
+  /* A hole in the middle splits a range; trimming its ends keeps the rest. */
+  check_ranges_remove(AT(base + 0x1000), 0x1000);
+  assert_true(held(base + 0xfff));
+  assert_false(held(base + 0x1000));
+  assert_false(held(base + 0x1fff));
+  assert_true(held(base + 0x2000));
+  check_ranges_remove(AT(base), 0x800);
+  assert_false(held(base));
+  assert_true(held(base + 0x800));
+  check_ranges_remove(AT(base + 0x3000), 0x800);
+  assert_true(held(base + 0x2fff));
+  assert_false(held(base + 0x3000));
+
+  /* One removal spanning several ranges and the gaps between them. */
+  check_ranges_remove(AT(base), 0x20000);
+  for (uintptr_t a = base; a < base + 0x20000; a += 0x400)
+    assert_false(held(a));
+}
+
+/* Many separate mappings, removed in another order: the table stays exact. */
+static void test_ranges_many(void **state) {
+  (void)state;
+  const uintptr_t base = 0x200000000;
+  for (uintptr_t i = 0; i < 1000; i++)
+    check_ranges_add(AT(base + i * 0x3000), 0x1000);
+  for (uintptr_t i = 0; i < 1000; i += 2)
+    check_ranges_remove(AT(base + i * 0x3000), 0x1000);
+  for (uintptr_t i = 0; i < 1000; i++) {
+    assert_int_equal(held(base + i * 0x3000 + 0x10), i % 2 == 1);
+    assert_false(held(base + i * 0x3000 + 0x1000));
+  }
+  check_ranges_remove(AT(base), 1000 * 0x3000);
+  assert_false(held(base + 0x3010));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_pointer_owned_or_null_passes, reset),
+      cmocka_unit_test_setup(test_foreign_pointer_aborts_naming_causes, reset),
+      cmocka_unit_test_setup(test_ranges_add_merge_remove, reset),
+      cmocka_unit_test_setup(test_ranges_many, reset),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
