@@ -20,8 +20,9 @@
  *   be_aligned(a, n)    a is a power of two (any size, even < sizeof(void *));
  *                       NULL + ENOMEM on failure.
  *   be_posix_memalign(out, a, n)
- *                       out non-NULL, a a power-of-two multiple of sizeof(void *);
- *                       0, or ENOMEM with *out and errno untouched.
+ *                       out non-NULL; 0, or EINVAL unless a is a power-of-two
+ *                       multiple of sizeof(void *), or ENOMEM; on failure *out
+ *                       and errno are untouched.
  *   be_free(p), be_free_sized(p, n), be_free_aligned_sized(p, a, n)
  *                       p may be NULL; n is the size asked for at allocation time.
  *   be_usable_size(p)   0 for NULL.
@@ -67,13 +68,14 @@ static inline void *be_realloc(void *p, size_t n) {
 #define be_free(p)                   _free(p)
 #define be_usable_size(p)            _malloc_usable_size(p)
 
-/* sdallocx() has no NULL check of its own, and must be told the size jemalloc used:
- * a zero-byte request was served as one byte, which matters once alignment rounds
- * it up (aligned_alloc(256, 0) is a 256-byte block, sdallocx(p, 0, 256) would free
- * an 8-byte one and corrupt the heap). */
+/* sdallocx() has no NULL check of its own, and with an alignment it must be told the
+ * size jemalloc used: a zero-byte request was served as one byte, which matters once
+ * alignment rounds it up (aligned_alloc(256, 0) is a 256-byte block; sdallocx(p, 0,
+ * 256) would free an 8-byte one and corrupt the heap). Unaligned, size 0 already
+ * names the smallest class, which is what malloc(0) got. */
 static inline void be_free_sized(void *p, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
-    _sdallocx(p, n + (n == 0), 0);
+    _sdallocx(p, n, 0);
 }
 static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
@@ -111,6 +113,8 @@ static inline void *be_aligned(size_t a, size_t n) {
 }
 /* mimalloc's own posix_memalign has the alignment bug above and sets errno. */
 static inline int be_posix_memalign(void **out, size_t a, size_t n) {
+  if ((a & (a - 1)) != 0 || a % sizeof(void *) != 0 || a == 0)
+    return EINVAL;
   int saved = errno;
   void *p = be_aligned(a, n);
   if (ALLOC_UNLIKELY(p == NULL)) {
@@ -129,7 +133,7 @@ struct be_mi_frees {
   void (*free_size)(void *p, size_t n);
   void (*free_size_aligned)(void *p, size_t n, size_t a);
 };
-extern struct be_mi_frees be_mi;
+extern struct be_mi_frees be_mi __attribute__((visibility("hidden")));
 #define be_free(p)                     be_mi.free(p)
 #define be_free_sized(p, n)            be_mi.free_size((p), (n))
 #define be_free_aligned_sized(p, a, n) be_mi.free_size_aligned((p), (n), (a))
