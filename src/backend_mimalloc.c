@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -80,13 +79,15 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 bool be_check_start(void) {
-  struct be_mi_frees checked = {checked_free, checked_free_size, checked_free_size_aligned};
   struct relro_query q = {(uintptr_t)&be_mi, (uintptr_t)(&be_mi + 1), 0, 0};
   dl_iterate_phdr(find_relro, &q);
   size_t ro = q.ro_hi - q.ro_lo;
   if (ro != 0 && mprotect((void *)q.ro_lo, ro, PROT_READ | PROT_WRITE) != 0)
     return false;
-  memcpy(&be_mi, &checked, sizeof checked);
+  /* A thread started by an earlier constructor may be freeing: whole-pointer stores. */
+  __atomic_store_n(&be_mi.free, checked_free, __ATOMIC_RELEASE);
+  __atomic_store_n(&be_mi.free_size, checked_free_size, __ATOMIC_RELEASE);
+  __atomic_store_n(&be_mi.free_size_aligned, checked_free_size_aligned, __ATOMIC_RELEASE);
   if (ro != 0)
     mprotect((void *)q.ro_lo, ro, PROT_READ);
   return true;
