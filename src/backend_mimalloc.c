@@ -31,10 +31,11 @@ static void errno_from_mimalloc(int err, void *arg) {
 void be_start(void) { mi_register_error(errno_from_mimalloc, NULL); }
 
 /* ---- Checked mode ---------------------------------------------------------------------
- * mimalloc keeps a map of its segments, safe to ask about any address. It leaves out
- * blocks above 1 GiB (mapped without its address hint, beyond the map's reach); those
- * are 64 KiB-aligned, which no glibc or stack pointer is, so such pointers pass, as
- * does anything this thread's heap owns. */
+ * mimalloc keeps a map of its segments, safe to ask about any address. On 64-bit
+ * targets it leaves out blocks above 1 GiB (mapped without its address hint, beyond
+ * the map's reach); those are 64 KiB-aligned, which no glibc or stack pointer is, so
+ * such pointers pass, as does anything this thread's heap owns. On 32-bit targets the
+ * map misses large blocks of every size, so checked mode is not offered there. */
 bool be_owns(const void *p) {
   return mi_is_in_heap_region(p) || (uintptr_t)p % 65536 == 0 || mi_check_owned(p);
 }
@@ -79,6 +80,8 @@ static int find_relro(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 bool be_check_start(void) {
+  if (sizeof(void *) < 8)
+    return false;
   struct relro_query q = {(uintptr_t)&be_mi, (uintptr_t)(&be_mi + 1), 0, 0};
   dl_iterate_phdr(find_relro, &q);
   size_t ro = q.ro_hi - q.ro_lo;

@@ -42,9 +42,14 @@ static void test_stats_fields(void **state) {
   assert_true(st.resident != ALLOC_STAT_UNKNOWN && st.resident > 0);
 }
 
-/* mimalloc answers for itself, checked mode on or off. */
+/* mimalloc answers for itself, checked mode on or off; on 64-bit targets only (its
+ * segment map misses large blocks on 32-bit ones, where checked mode is refused). */
 static void test_owns(void **state) {
   (void)state;
+  if (sizeof(void *) < 8) {
+    assert_false(be_check_start());
+    skip();
+  }
   assert_owns_own_and_only_own();
 }
 

@@ -75,7 +75,7 @@ static bool held(uintptr_t a) { return check_ranges_hold(AT(a)); }
 
 static void test_ranges_add_merge_remove(void **state) {
   (void)state;
-  const uintptr_t base = 0x100000000;
+  const uintptr_t base = 0x10000000;
   assert_false(held(base));
   check_ranges_add(AT(base), 0x1000);
   assert_true(held(base));
@@ -113,7 +113,7 @@ static void test_ranges_add_merge_remove(void **state) {
 /* Many separate mappings, removed in another order: the table stays exact. */
 static void test_ranges_many(void **state) {
   (void)state;
-  const uintptr_t base = 0x200000000;
+  const uintptr_t base = 0x20000000;
   for (uintptr_t i = 0; i < 1000; i++)
     check_ranges_add(AT(base + i * 0x3000), 0x1000);
   for (uintptr_t i = 0; i < 1000; i += 2)
