@@ -48,6 +48,9 @@ void _free(void *p);
 BE_HIDDEN void *_realloc(void *p, size_t n);
 BE_HIDDEN int _posix_memalign(void **out, size_t a, size_t n);
 BE_HIDDEN void _sdallocx(void *p, size_t n, int flags);
+/* sdallocx without its flags test: what jemalloc's own sized operator delete calls.
+ * Internal to jemalloc 5.3 (not in its header); linked from the same archive. */
+BE_HIDDEN void je_je_sdallocx_noflags(void *p, size_t n);
 BE_HIDDEN size_t _malloc_usable_size(const void *p);
 
 /* jemalloc's flag for "aligned to 2^k" is k itself (MALLOCX_LG_ALIGN). */
@@ -75,7 +78,7 @@ static inline void *be_realloc(void *p, size_t n) {
  * names the smallest class, which is what malloc(0) got. */
 static inline void be_free_sized(void *p, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
-    _sdallocx(p, n, 0);
+    je_je_sdallocx_noflags(p, n);
 }
 static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
   if (ALLOC_LIKELY(p != NULL))
