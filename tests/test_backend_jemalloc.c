@@ -90,7 +90,7 @@ static void test_dump_backend_failure(void **state) {
 
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
  * the user's last (jemalloc lets the last word win). */
-#define DEFAULTS "oversize_threshold:33554432"
+#define DEFAULTS "oversize_threshold:16777216"
 static void test_conf(void **state) {
   (void)state;
   assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS);
@@ -124,7 +124,7 @@ static void test_oversize_threshold(void **state) {
   size_t opt = 0, arena0 = 0, len = sizeof opt;
   assert_int_equal(__real__mallctl("opt.oversize_threshold", &opt, &len, NULL, 0), 0);
   assert_int_equal(__real__mallctl("arena.0.oversize_threshold", &arena0, &len, NULL, 0), 0);
-  assert_int_equal(opt, 32u << 20);
+  assert_int_equal(opt, 16u << 20);
   assert_int_equal(arena0, opt);
 }
 
