@@ -34,7 +34,17 @@ case $backend in
     # jemalloc is inside the library, renamed; no allocator library is loaded.
     if grep -qE 'jemalloc|mimalloc|tcmalloc' <<<"$needed"; then say "FAIL: jemalloc build needs another allocator library"; fail=1; fi
     if ! grep -qE ' t _mallocx$' <<<"$symtab"; then say "FAIL: jemalloc is not linked in"; fail=1; fi
-    if ! grep -qa '<jemalloc>' "$lib"; then say "FAIL: no jemalloc code in the library"; fail=1; fi ;;
+    if ! grep -qa '<jemalloc>' "$lib"; then say "FAIL: no jemalloc code in the library"; fail=1; fi
+    # The direct entries (cmake/AllocshimBackend.cmake) are jemalloc's own functions:
+    # malloc is at _malloc's address, and free, cfree and operator delete are one.
+    addr() { awk -v s="$1" '$NF == s {print $1}' <<<"$symtab" | head -1; }
+    for pair in malloc:_malloc calloc:_calloc aligned_alloc:_aligned_alloc free:_free \
+      _ZdlPv:_free __libc_free:_free; do
+      if [ -z "$(addr "${pair%%:*}")" ] || [ "$(addr "${pair%%:*}")" != "$(addr "${pair#*:}")" ]; then
+        say "FAIL: ${pair%%:*} is not jemalloc's ${pair#*:} itself"
+        fail=1
+      fi
+    done ;;
   mimalloc)
     if ! grep -qE '^libmimalloc\.so' <<<"$needed"; then say "FAIL: mimalloc build does not need libmimalloc"; fail=1; fi
     if grep -qE 'jemalloc|tcmalloc' <<<"$needed"; then say "FAIL: mimalloc build needs another allocator library"; fail=1; fi
