@@ -91,6 +91,8 @@ char *_secure_getenv(const char *name) {
   return conf;
 }
 
+/* Nothing left for the constructor: jemalloc's options are in place from its first
+ * allocation (above), and arena 0's threshold from its first mapping (below). */
 void be_start(void) {}
 
 /* jemalloc 5.3 creates arena 0 (the main thread's) with the built-in 8 MiB oversize
