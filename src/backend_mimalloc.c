@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 /* In .data.rel.ro: the dynamic linker fills it in, then makes it read-only. */
-__attribute__((section(".data.rel.ro"))) struct be_mi_frees be_mi = {
-    mi_free, mi_free_size, mi_free_size_aligned};
+__attribute__((section(".data.rel.ro"))) struct be_mi_frees be_mi = {mi_free, mi_free_size,
+                                                                     mi_free_size_aligned};
 
 /* mimalloc's out-of-memory and size-overflow reports become errno, as glibc sets it;
  * other reports (a bad free, say) keep mimalloc's default handling, which in a

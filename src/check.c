@@ -60,9 +60,7 @@ void check_start(void) {
  * Sorted and disjoint. Mappings are rare (jemalloc grows its reserve geometrically), so
  * a lock and a linear shift cost nothing that matters; lookups binary-search. */
 enum { RANGES_MAX = 8192 };
-static struct range {
-  uintptr_t lo, hi;
-} ranges[RANGES_MAX];
+static struct range { uintptr_t lo, hi; } ranges[RANGES_MAX];
 static size_t nranges;
 static bool ranges_overflowed; /* then nothing can be called foreign */
 static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -141,6 +139,5 @@ bool check_ranges_hold(const void *p) {
   pthread_mutex_unlock(&ranges_lock);
   return held;
 }
-
 
 static void ranges_after_fork(void) { pthread_mutex_init(&ranges_lock, NULL); }

@@ -30,7 +30,7 @@ bool allocshim_env_flag(const char *suffix) {
 
 void allocshim_say(const char *fmt, ...) {
   int saved = errno;
-  char line[512];
+  char line[1024];
   size_t prefix = (size_t)snprintf(line, sizeof line, "allocshim: ");
   va_list ap;
   va_start(ap, fmt);

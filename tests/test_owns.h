@@ -11,9 +11,18 @@
 #include "backend.h"
 
 enum { OWNS_N = 12 };
-static const size_t owns_sizes[OWNS_N] = {
-    0, 8, 100, 5000, 70000, 1 << 20, 9 << 20, 40 << 20, 300 << 20, (size_t)1100 << 20,
-    (size_t)2 << 30, 24};
+static const size_t owns_sizes[OWNS_N] = {0,
+                                          8,
+                                          100,
+                                          5000,
+                                          70000,
+                                          1 << 20,
+                                          9 << 20,
+                                          40 << 20,
+                                          300 << 20,
+                                          (size_t)1100 << 20,
+                                          (size_t)2 << 30,
+                                          24};
 
 static void *owns_alloc_all(void *out) {
   void **blocks = out;
