@@ -22,6 +22,7 @@ bool __wrap_be_owns(const void *p) {
 }
 
 static char said[1024];
+void __wrap_allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void __wrap_allocshim_say(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
