@@ -11,6 +11,8 @@
 #define ALLOC_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define ALLOC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+static inline bool be_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+
 /* The contract every backend meets here, whatever its own documentation says; the
  * tests in tests/test_front.c hold both backends to it:
  *   be_malloc(n)        n may be 0 (unique pointer); NULL + ENOMEM on failure.
@@ -116,7 +118,7 @@ static inline void *be_aligned(size_t a, size_t n) {
 }
 /* mimalloc's own posix_memalign has the alignment bug above and sets errno. */
 static inline int be_posix_memalign(void **out, size_t a, size_t n) {
-  if ((a & (a - 1)) != 0 || a % sizeof(void *) != 0 || a == 0)
+  if (!be_pow2(a) || a % sizeof(void *) != 0)
     return EINVAL;
   int saved = errno;
   void *p = be_aligned(a, n);

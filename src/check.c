@@ -4,7 +4,6 @@
 #include "check.h"
 
 #include "backend.h"
-#include "glue.h"
 #include "internal.h"
 
 #include <pthread.h>

@@ -8,8 +8,6 @@
 
 #include <stdbool.h>
 
-static inline bool glue_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
-
 /* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
 static inline void *glue_realloc(void *p, size_t n) {
   if (ALLOC_UNLIKELY(check_on))
@@ -43,7 +41,7 @@ static inline int glue_posix_memalign(void **out, size_t align, size_t size) {
 
 /* C11/C17: the alignment must be a power of two; glibc 2.38 and later say EINVAL. */
 static inline void *glue_aligned_alloc(size_t align, size_t size) {
-  if (ALLOC_UNLIKELY(!glue_pow2(align))) {
+  if (ALLOC_UNLIKELY(!be_pow2(align))) {
     errno = EINVAL;
     return NULL;
   }

@@ -9,8 +9,8 @@ lib=$(readlink -f "$1") backend=$2 foreign=$3 torture=$4
 . "$(dirname "$0")/run_lib.sh"
 fail=0
 # A build whose backend cannot tell its pointers says so at start-up: nothing to test.
-said=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$foreign" 2>&1)
-if grep -q "cannot check pointers" <<<"$said"; then
+probe=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$foreign" 2>&1)
+if grep -q "cannot check pointers" <<<"$probe"; then
   echo "check_mode: checked mode is not available on this build"
   exit 77
 fi
