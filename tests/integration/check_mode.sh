@@ -3,9 +3,9 @@
 # malloc_usable_size or operator delete aborts with a message naming the likely
 # causes, before the backend touches it; a correct multi-threaded program runs as
 # before. Without the variable, nothing changes.
-# usage: check_mode.sh LIBRARY BACKEND FOREIGN TORTURE
+# usage: check_mode.sh LIBRARY BACKEND FOREIGN TORTURE [RAW_BACKEND]
 set -uo pipefail
-lib=$(readlink -f "$1") backend=$2 foreign=$3 torture=$4
+lib=$(readlink -f "$1") backend=$2 foreign=$3 torture=$4 raw=${5:-}
 . "$(dirname "$0")/run_lib.sh"
 fail=0
 # A build whose backend cannot tell its pointers says so at start-up: nothing to test.
@@ -34,6 +34,11 @@ for source in glibc static stack; do
   done
 done
 grep -m1 "Likely causes" <<<"$out" | fold -s -w 100
+# What the same mistake does with the raw backend preloaded, for comparison.
+if [ -n "$raw" ] && [ -e "$raw" ]; then
+  preloaded "$raw" "$foreign" glibc free >/dev/null 2>&1
+  echo "check_mode: with $raw preloaded, a glibc pointer to free ends with exit $?"
+fi
 # What the same mistake does unchecked: whatever the backend does, not our message.
 out=$(preloaded "$lib" "$foreign" glibc free 2>&1)
 echo "check_mode: unchecked, a glibc pointer to free ends with exit $?"
