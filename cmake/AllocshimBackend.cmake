@@ -4,8 +4,11 @@
 # Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
 #      ALLOCSHIM_BACKEND_OBJECTS (for jemalloc, its renamed objects),
-#      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link), and the
-#      INTERFACE target allocshim_backend.
+#      ALLOCSHIM_BACKEND_DIRECT (name=backend function pairs the link makes one),
+#      ALLOCSHIM_BACKEND_API (the backend's own API, exported as its library exports it),
+#      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link),
+#      ALLOCSHIM_BACKEND_THREADS (whether users' links need Threads), ALLOCSHIM_BACKEND_KIND
+#      (jemalloc, mimalloc-inside or mimalloc-shared) and the INTERFACE target allocshim_backend.
 include(CheckCSourceCompiles)
 
 set(ALLOCSHIM_BACKEND "auto" CACHE STRING "Allocator behind the shim: auto, jemalloc or mimalloc")
@@ -52,6 +55,10 @@ target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_BACKEND_${_be}=
 set(ALLOCSHIM_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/src/backend_${ALLOCSHIM_BACKEND_RESOLVED}.c)
 set(ALLOCSHIM_BACKEND_OBJECTS "")
 set(ALLOCSHIM_BACKEND_LINK_OPTIONS "")
+set(ALLOCSHIM_BACKEND_DIRECT "")
+set(ALLOCSHIM_BACKEND_API "")
+set(ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "")
+set(ALLOCSHIM_BACKEND_THREADS OFF)
 
 if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # jemalloc goes in statically, from a copy of the distribution's PIC archive whose
@@ -111,24 +118,103 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   foreach(_d IN LISTS _deletes)
     list(APPEND ALLOCSHIM_BACKEND_DIRECT ${_d}=_free)
   endforeach()
-  list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym="
-       OUTPUT_VARIABLE ALLOCSHIM_BACKEND_LINK_OPTIONS)
+  # jemalloc's extended API (src/backend_jemalloc.c) is exported, as libjemalloc exports it.
+  set(ALLOCSHIM_BACKEND_API mallocx rallocx xallocx sallocx dallocx sdallocx nallocx
+      mallctl mallctlnametomib mallctlbymib malloc_stats_print)
   find_package(Threads REQUIRED)
+  set(ALLOCSHIM_BACKEND_THREADS ON)
   target_link_libraries(allocshim_backend INTERFACE Threads::Threads m ${CMAKE_DL_LIBS})
   set(ALLOCSHIM_BACKEND_PKG_LIBS "-lm -lpthread -ldl")
+  set(ALLOCSHIM_BACKEND_KIND jemalloc)
   set(ALLOCSHIM_BACKEND_VERSION_HINT "static, from ${ALLOCSHIM_JEMALLOC_PIC}")
 else()
-  find_path(ALLOCSHIM_MIMALLOC_INCLUDE mimalloc.h PATH_SUFFIXES mimalloc)
-  find_library(ALLOCSHIM_MIMALLOC_LIB NAMES mimalloc)
-  if(NOT ALLOCSHIM_MIMALLOC_INCLUDE OR NOT ALLOCSHIM_MIMALLOC_LIB)
-    message(FATAL_ERROR "mimalloc not found: install libmimalloc-dev (for a cross build, "
-                        "libmimalloc-dev:<arch>)")
+  # mimalloc is compiled into the shim from its source when that is at hand
+  # (tools/fetch-mimalloc gets the distribution's own), so that, as with jemalloc,
+  # malloc can be mimalloc's function itself and no second library is mapped;
+  # otherwise the shim links the distribution's libmimalloc.so.
+  set(ALLOCSHIM_MIMALLOC_LINK "auto" CACHE STRING
+      "How mimalloc is linked: auto (source if ALLOCSHIM_MIMALLOC_SOURCE has it), source or shared")
+  set_property(CACHE ALLOCSHIM_MIMALLOC_LINK PROPERTY STRINGS auto source shared)
+  set(ALLOCSHIM_MIMALLOC_SOURCE "${PROJECT_SOURCE_DIR}/.deps/mimalloc" CACHE PATH
+      "mimalloc's source tree, as tools/fetch-mimalloc unpacks it")
+  set(_mi_src ${ALLOCSHIM_MIMALLOC_SOURCE})
+  if(ALLOCSHIM_MIMALLOC_LINK STREQUAL "auto")
+    if(EXISTS ${_mi_src}/src/static.c)
+      set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED source)
+    else()
+      set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED shared)
+    endif()
+  elseif(ALLOCSHIM_MIMALLOC_LINK MATCHES "^(source|shared)$")
+    set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED ${ALLOCSHIM_MIMALLOC_LINK})
+  else()
+    message(FATAL_ERROR "ALLOCSHIM_MIMALLOC_LINK must be auto, source or shared")
   endif()
-  target_include_directories(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_INCLUDE})
-  target_link_libraries(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_LIB})
-  set(ALLOCSHIM_BACKEND_PKG_LIBS "-lmimalloc")
-  set(ALLOCSHIM_BACKEND_VERSION_HINT "shared, ${ALLOCSHIM_MIMALLOC_LIB}")
+
+  if(ALLOCSHIM_MIMALLOC_LINK_RESOLVED STREQUAL "source")
+    if(NOT EXISTS ${_mi_src}/src/static.c)
+      message(FATAL_ERROR "no mimalloc source in ${_mi_src}: run tools/fetch-mimalloc, or set "
+                          "ALLOCSHIM_MIMALLOC_SOURCE")
+    endif()
+    # static.c is all of mimalloc in one translation unit. MI_SHARED_LIB(_EXPORT) as in
+    # the distribution's libmimalloc.so: the same exit behaviour, and the mi_* API keeps
+    # default visibility so the link below can give malloc its name (the version script
+    # still hides it); mimalloc's internals stay hidden. No MI_MALLOC_OVERRIDE: the
+    # standard names are the shim's. Third-party code: its warnings are not ours.
+    add_library(allocshim_mimalloc OBJECT ${_mi_src}/src/static.c)
+    target_include_directories(allocshim_mimalloc PRIVATE ${_mi_src}/include)
+    # mimalloc defines a weak C++ get_new_handler returning NULL, for C programs;
+    # inside the shim it would capture src/glue.c's reference to the real one.
+    target_compile_definitions(allocshim_mimalloc PRIVATE MI_SHARED_LIB MI_SHARED_LIB_EXPORT
+                               _ZSt15get_new_handlerv=mi_no_cxx_new_handler)
+    target_compile_options(allocshim_mimalloc PRIVATE -w -fvisibility=hidden -ftls-model=initial-exec)
+    set_target_properties(allocshim_mimalloc PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11)
+    set(ALLOCSHIM_BACKEND_OBJECTS $<TARGET_OBJECTS:allocshim_mimalloc>)
+    target_include_directories(allocshim_backend INTERFACE $<BUILD_INTERFACE:${_mi_src}/include>)
+    target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_MIMALLOC_INSIDE=1)
+    # Where mimalloc's own function meets the contract (the tests hold it there), the
+    # name is given to it, as for jemalloc above.
+    set(ALLOCSHIM_BACKEND_DIRECT malloc=mi_malloc __libc_malloc=mi_malloc)
+    # mimalloc's own API is exported, as libmimalloc.so exports it, so that a program
+    # linked to libmimalloc and run under the shim still has one mimalloc. Its names
+    # are read from the header, the way the distribution's library exports them.
+    file(STRINGS ${_mi_src}/include/mimalloc.h _decls REGEX "mi_decl_export.*\\(")
+    foreach(_decl IN LISTS _decls)
+      string(REGEX MATCHALL "mi_[a-z0-9_]+ *\\(" _calls "${_decl}")
+      list(FILTER _calls EXCLUDE REGEX "^mi_attr_")
+      if(_calls AND NOT _decl MATCHES "^ *#")
+        list(GET _calls 0 _fn)
+        string(REGEX REPLACE " *\\($" "" _fn "${_fn}")
+        list(APPEND ALLOCSHIM_BACKEND_API ${_fn})
+      endif()
+    endforeach()
+    # Exported, mimalloc's names could be taken by another library; the shim's own
+    # calls bind to its mimalloc at link time (a direct call, no GOT jump).
+    list(APPEND ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "LINKER:-Bsymbolic-functions")
+    find_package(Threads REQUIRED)
+    set(ALLOCSHIM_BACKEND_THREADS ON)
+    target_link_libraries(allocshim_backend INTERFACE Threads::Threads)
+    set(ALLOCSHIM_BACKEND_PKG_LIBS "-lpthread")
+    file(STRINGS ${_mi_src}/include/mimalloc.h _mi_version REGEX "define MI_MALLOC_VERSION")
+    string(REGEX MATCH "VERSION +([0-9]+)" _mi_version "${_mi_version}")
+    set(ALLOCSHIM_BACKEND_KIND mimalloc-inside)
+    set(ALLOCSHIM_BACKEND_VERSION_HINT "compiled in, version ${CMAKE_MATCH_1} from ${_mi_src}")
+  else()
+    find_path(ALLOCSHIM_MIMALLOC_INCLUDE mimalloc.h PATH_SUFFIXES mimalloc)
+    find_library(ALLOCSHIM_MIMALLOC_LIB NAMES mimalloc)
+    if(NOT ALLOCSHIM_MIMALLOC_INCLUDE OR NOT ALLOCSHIM_MIMALLOC_LIB)
+      message(FATAL_ERROR "mimalloc not found: install libmimalloc-dev (for a cross build, "
+                          "libmimalloc-dev:<arch>), or unpack its source with tools/fetch-mimalloc")
+    endif()
+    target_include_directories(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_INCLUDE})
+    target_link_libraries(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_LIB})
+    set(ALLOCSHIM_BACKEND_PKG_LIBS "-lmimalloc")
+    set(ALLOCSHIM_BACKEND_KIND mimalloc-shared)
+    set(ALLOCSHIM_BACKEND_VERSION_HINT "shared, ${ALLOCSHIM_MIMALLOC_LIB}")
+  endif()
 endif()
 
+list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym="
+     OUTPUT_VARIABLE ALLOCSHIM_BACKEND_LINK_OPTIONS)
+list(APPEND ALLOCSHIM_BACKEND_LINK_OPTIONS ${ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS})
 message(STATUS "allocshim backend: ${ALLOCSHIM_BACKEND_RESOLVED} (ALLOCSHIM_BACKEND=${ALLOCSHIM_BACKEND}, "
                "${ALLOCSHIM_BACKEND_VERSION_HINT})")

@@ -35,11 +35,9 @@ foreach(_op l a)
        _Zd${_op}PvSt11align_val_tRKSt9nothrow_t)
 endforeach()
 
-if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
-  # jemalloc's extended API (src/backend_jemalloc.c).
-  list(APPEND ALLOCSHIM_EXPORTS mallocx rallocx xallocx sallocx dallocx sdallocx nallocx
-       mallctl mallctlnametomib mallctlbymib malloc_stats_print)
-endif()
+# The backend's own API, where the shim carries the backend inside it: jemalloc's
+# extended API, or mimalloc's mi_* functions (cmake/AllocshimBackend.cmake).
+list(APPEND ALLOCSHIM_EXPORTS ${ALLOCSHIM_BACKEND_API})
 
 list(SORT ALLOCSHIM_EXPORTS)
 list(JOIN ALLOCSHIM_EXPORTS ";\n    " _globals)

@@ -90,8 +90,14 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 #elif defined(ALLOCSHIM_BACKEND_MIMALLOC)
 
 #include <mimalloc.h>
-#define ALLOCSHIM_BACKEND_NAME         "mimalloc"
-#define BE_DIRECT                      /* a shared mimalloc: every entry forwards */
+#define ALLOCSHIM_BACKEND_NAME "mimalloc"
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* mimalloc compiled into the shim (cmake/AllocshimBackend.cmake): the link names
+ * malloc mimalloc's own function, so front.c's forward is only the archive's. */
+#define BE_DIRECT __attribute__((weak))
+#else
+#define BE_DIRECT /* libmimalloc.so: every entry forwards */
+#endif
 
 /* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
  * and for failed aligned requests. It reports them to its error handler, which
