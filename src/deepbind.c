@@ -17,7 +17,8 @@ void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
 
 /* Drops RTLD_DEEPBIND (saying so once) unless ALLOCSHIM_DEEPBIND=1 asks to keep it,
  * and finds glibc's dlopen. Out of line, so that dlopen() below stays a tail call. */
-static dlopen_fn prepare(const char *file, int *mode) {
+__attribute__((visibility("hidden"))) dlopen_fn deepbind_prepare(const char *file, int *mode);
+dlopen_fn deepbind_prepare(const char *file, int *mode) {
   if ((*mode & RTLD_DEEPBIND) && !keep_deepbind) {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&said))
@@ -37,8 +38,46 @@ static dlopen_fn prepare(const char *file, int *mode) {
 /* glibc's dlopen finds its caller from its return address (for RUNPATH and $ORIGIN),
  * so this must jump to it, not call it: the build compiles this file with sibling
  * calls on, and tests/stress checks a RUNPATH lookup through it. */
+#if defined(__powerpc64__) && defined(_CALL_ELF) && _CALL_ELF == 2
+/* GCC never makes an indirect tail call under the ELFv2 ABI (POWER before 10), so on
+ * ppc64el the same two steps are written out: prepare, then branch with the caller's
+ * return address still in LR. glibc's dlopen returns with its own TOC pointer in r2,
+ * so the symbol is marked (.localentry 1) as one that does not preserve r2: callers
+ * from another module restore theirs anyway, and the linker makes a call from the
+ * same module (the static archive) save and restore it too. Without a usable r2 or
+ * r12 on entry, the function finds its TOC from its own address. */
+__asm__(".pushsection .text\n"
+        ".globl dlopen\n"
+        ".type dlopen, @function\n"
+        ".p2align 4\n"
+        "dlopen:\n"
+        "   .localentry dlopen, 1\n"
+        "   mflr 0\n"
+        "   std 0, 16(1)\n"
+        "   stdu 1, -48(1)\n" /* 32-byte header, then file and mode */
+        "   std 3, 32(1)\n"
+        "   stw 4, 40(1)\n"
+        "   bcl 20, 31, 1f\n"
+        "1: mflr 11\n"
+        "   addis 2, 11, .TOC.-1b@ha\n"
+        "   addi 2, 2, .TOC.-1b@l\n"
+        "   addi 4, 1, 40\n"
+        "   bl deepbind_prepare\n"
+        "   nop\n"
+        "   mr 12, 3\n" /* glibc's dlopen: its global entry wants itself in r12 */
+        "   ld 3, 32(1)\n"
+        "   lwa 4, 40(1)\n"
+        "   addi 1, 1, 48\n"
+        "   ld 0, 16(1)\n"
+        "   mtlr 0\n"
+        "   mtctr 12\n"
+        "   bctr\n"
+        ".size dlopen, .-dlopen\n"
+        ".popsection\n");
+#else
 ALLOC_API void *dlopen(const char *file, int mode) {
-  dlopen_fn next = prepare(file, &mode);
+  dlopen_fn next = deepbind_prepare(file, &mode);
   return next(file, mode);
 }
+#endif
 #endif
