@@ -3,7 +3,7 @@
 #
 # Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
-#      ALLOCSHIM_BACKEND_OBJECTS (for jemalloc, its renamed objects),
+#      ALLOCSHIM_BACKEND_OBJECTS (the backend's objects, when it is linked in),
 #      ALLOCSHIM_BACKEND_DIRECT (name=backend function pairs the link makes one),
 #      ALLOCSHIM_BACKEND_API (the backend's own API, exported as its library exports it),
 #      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link),
@@ -155,11 +155,10 @@ else()
       message(FATAL_ERROR "no mimalloc source in ${_mi_src}: run tools/fetch-mimalloc, or set "
                           "ALLOCSHIM_MIMALLOC_SOURCE")
     endif()
-    # static.c is all of mimalloc in one translation unit. MI_SHARED_LIB(_EXPORT) as in
-    # the distribution's libmimalloc.so: the same exit behaviour, and the mi_* API keeps
-    # default visibility so the link below can give malloc its name (the version script
-    # still hides it); mimalloc's internals stay hidden. No MI_MALLOC_OVERRIDE: the
-    # standard names are the shim's. Third-party code: its warnings are not ours.
+    # static.c is all of mimalloc in one translation unit, built with the defines of the
+    # distribution's libmimalloc.so (MI_SHARED_LIB: the same exit behaviour; _EXPORT: the
+    # mi_* API visible, the internals hidden) but no MI_MALLOC_OVERRIDE: the standard
+    # names are the shim's. Third-party code: its warnings are not ours.
     add_library(allocshim_mimalloc OBJECT ${_mi_src}/src/static.c)
     target_include_directories(allocshim_mimalloc PRIVATE ${_mi_src}/include)
     # mimalloc defines a weak C++ get_new_handler returning NULL, for C programs;
