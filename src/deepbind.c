@@ -15,18 +15,25 @@ void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
 
 #if defined(RTLD_DEEPBIND) /* glibc */
 
-/* Drops RTLD_DEEPBIND (saying so once) unless ALLOCSHIM_DEEPBIND=1 asks to keep it,
- * and finds glibc's dlopen. Out of line, so that dlopen() below stays a tail call. */
-__attribute__((visibility("hidden"))) dlopen_fn deepbind_prepare(const char *file, int *mode);
-dlopen_fn deepbind_prepare(const char *file, int *mode) {
-  if ((*mode & RTLD_DEEPBIND) && !keep_deepbind) {
+/* dlopen's flags with RTLD_DEEPBIND dropped (saying so once), unless
+ * ALLOCSHIM_DEEPBIND=1 asks to keep it. Not static: ppc64el's dlopen calls it. */
+int deepbind_mode(const char *file, int mode);
+int deepbind_mode(const char *file, int mode) {
+  if ((mode & RTLD_DEEPBIND) && !keep_deepbind) {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&said))
       allocshim_say("dlopen(\"%s\", RTLD_DEEPBIND): RTLD_DEEPBIND dropped so that the library "
                     "uses allocshim's malloc, not glibc's (ALLOCSHIM_DEEPBIND=1 keeps it)",
                     file ? file : "(main program)");
-    *mode &= ~RTLD_DEEPBIND;
+    mode &= ~RTLD_DEEPBIND;
   }
+  return mode;
+}
+
+/* glibc's dlopen, found once. Both helpers take and return values only: a local
+ * whose address escaped would keep the compiler from the tail call below. */
+dlopen_fn deepbind_next(void);
+dlopen_fn deepbind_next(void) {
   dlopen_fn next = atomic_load_explicit(&next_dlopen, memory_order_relaxed);
   if (next == NULL) {
     next = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
@@ -40,8 +47,8 @@ dlopen_fn deepbind_prepare(const char *file, int *mode) {
  * calls on, and tests/stress checks a RUNPATH lookup through it. */
 #if defined(__powerpc64__) && defined(_CALL_ELF) && _CALL_ELF == 2
 /* GCC never makes an indirect tail call under the ELFv2 ABI (POWER before 10), so on
- * ppc64el the same two steps are written out: prepare, then branch with the caller's
- * return address still in LR. glibc's dlopen returns with its own TOC pointer in r2,
+ * ppc64el the same steps are written out: the mode, glibc's dlopen, then a branch with
+ * the caller's return address still in LR. glibc's dlopen returns with its own TOC pointer in r2,
  * so the symbol is marked (.localentry 1) as one that does not preserve r2: callers
  * from another module restore theirs anyway, and the linker makes a call from the
  * same module (the static archive) save and restore it too. Without a usable r2 or
@@ -54,15 +61,16 @@ __asm__(".pushsection .text\n"
         "   .localentry dlopen, 1\n"
         "   mflr 0\n"
         "   std 0, 16(1)\n"
-        "   stdu 1, -48(1)\n" /* 32-byte header, then file and mode */
+        "   stdu 1, -48(1)\n" /* 32-byte header, then file and the new mode */
         "   std 3, 32(1)\n"
-        "   stw 4, 40(1)\n"
         "   bcl 20, 31, 1f\n"
         "1: mflr 11\n"
         "   addis 2, 11, .TOC.-1b@ha\n"
         "   addi 2, 2, .TOC.-1b@l\n"
-        "   addi 4, 1, 40\n"
-        "   bl deepbind_prepare\n"
+        "   bl deepbind_mode\n"
+        "   nop\n"
+        "   stw 3, 40(1)\n"
+        "   bl deepbind_next\n"
         "   nop\n"
         "   mr 12, 3\n" /* glibc's dlopen: its global entry wants itself in r12 */
         "   ld 3, 32(1)\n"
@@ -76,8 +84,7 @@ __asm__(".pushsection .text\n"
         ".popsection\n");
 #else
 ALLOC_API void *dlopen(const char *file, int mode) {
-  dlopen_fn next = deepbind_prepare(file, &mode);
-  return next(file, mode);
+  return deepbind_next()(file, deepbind_mode(file, mode));
 }
 #endif
 #endif
