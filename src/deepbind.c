@@ -48,11 +48,11 @@ dlopen_fn deepbind_next(void) {
 #if defined(__powerpc64__) && defined(_CALL_ELF) && _CALL_ELF == 2
 /* GCC never makes an indirect tail call under the ELFv2 ABI (POWER before 10), so on
  * ppc64el the same steps are written out: the mode, glibc's dlopen, then a branch with
- * the caller's return address still in LR. glibc's dlopen returns with its own TOC pointer in r2,
- * so the symbol is marked (.localentry 1) as one that does not preserve r2: callers
- * from another module restore theirs anyway, and the linker makes a call from the
- * same module (the static archive) save and restore it too. Without a usable r2 or
- * r12 on entry, the function finds its TOC from its own address. */
+ * the caller's return address still in LR. glibc's dlopen returns with its own TOC
+ * pointer in r2, so the symbol is marked (.localentry 1) as one that does not preserve
+ * r2: callers from another module restore theirs anyway, and the linker makes a call
+ * from the same module (the static archive) save and restore it too. Without a usable
+ * r2 or r12 on entry, the function finds its TOC from its own address. */
 __asm__(".pushsection .text\n"
         ".globl dlopen\n"
         ".type dlopen, @function\n"
