@@ -8,7 +8,8 @@
 #      ALLOCSHIM_BACKEND_API (the backend's own API, exported as its library exports it),
 #      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link),
 #      ALLOCSHIM_BACKEND_THREADS (whether users' links need Threads), ALLOCSHIM_BACKEND_KIND
-#      (jemalloc, mimalloc-inside or mimalloc-shared) and the INTERFACE target allocshim_backend.
+#      (jemalloc, mimalloc-inside or mimalloc-shared), ALLOCSHIM_BACKEND_LICENSE (the licence
+#      of backend code linked into the shim, if any) and the INTERFACE target allocshim_backend.
 include(CheckCSourceCompiles)
 
 set(ALLOCSHIM_BACKEND "auto" CACHE STRING "Allocator behind the shim: auto, jemalloc or mimalloc")
@@ -59,6 +60,7 @@ set(ALLOCSHIM_BACKEND_DIRECT "")
 set(ALLOCSHIM_BACKEND_API "")
 set(ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "")
 set(ALLOCSHIM_BACKEND_THREADS OFF)
+set(ALLOCSHIM_BACKEND_LICENSE "")
 
 if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # jemalloc goes in statically, from a copy of the distribution's PIC archive whose
@@ -126,6 +128,12 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   target_link_libraries(allocshim_backend INTERFACE Threads::Threads m ${CMAKE_DL_LIBS})
   set(ALLOCSHIM_BACKEND_PKG_LIBS "-lm -lpthread -ldl")
   set(ALLOCSHIM_BACKEND_KIND jemalloc)
+  # jemalloc's licence travels with the code the shim now carries.
+  find_file(ALLOCSHIM_JEMALLOC_COPYRIGHT copyright NO_DEFAULT_PATH
+            PATHS /usr/share/doc/libjemalloc-dev /usr/share/doc/libjemalloc2)
+  if(ALLOCSHIM_JEMALLOC_COPYRIGHT)
+    set(ALLOCSHIM_BACKEND_LICENSE ${ALLOCSHIM_JEMALLOC_COPYRIGHT})
+  endif()
   set(ALLOCSHIM_BACKEND_VERSION_HINT "static, from ${ALLOCSHIM_JEMALLOC_PIC}")
 else()
   # mimalloc is compiled into the shim from its source when that is at hand
@@ -138,8 +146,9 @@ else()
   set(ALLOCSHIM_MIMALLOC_SOURCE "${PROJECT_SOURCE_DIR}/.deps/mimalloc" CACHE PATH
       "mimalloc's source tree, as tools/fetch-mimalloc unpacks it")
   set(_mi_src ${ALLOCSHIM_MIMALLOC_SOURCE})
+  # Compiled in means --defsym and a version script: GNU ld on an ELF target.
   if(ALLOCSHIM_MIMALLOC_LINK STREQUAL "auto")
-    if(EXISTS ${_mi_src}/src/static.c)
+    if(EXISTS ${_mi_src}/src/static.c AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
       set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED source)
     else()
       set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED shared)
@@ -163,10 +172,15 @@ else()
     target_include_directories(allocshim_mimalloc PRIVATE ${_mi_src}/include)
     # mimalloc defines a weak C++ get_new_handler returning NULL, for C programs;
     # inside the shim it would capture src/glue.c's reference to the real one.
-    target_compile_definitions(allocshim_mimalloc PRIVATE MI_SHARED_LIB MI_SHARED_LIB_EXPORT
+    # MI_DEBUG=0 and -O2 whatever the shim's build type: the mimalloc that was
+    # measured and tested is the distribution's release build.
+    target_compile_definitions(allocshim_mimalloc PRIVATE MI_SHARED_LIB MI_SHARED_LIB_EXPORT MI_DEBUG=0
                                _ZSt15get_new_handlerv=mi_no_cxx_new_handler)
-    target_compile_options(allocshim_mimalloc PRIVATE -w -fvisibility=hidden -ftls-model=initial-exec)
-    set_target_properties(allocshim_mimalloc PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11)
+    target_compile_options(allocshim_mimalloc PRIVATE -w -O2 -fvisibility=hidden -ftls-model=initial-exec)
+    set_target_properties(allocshim_mimalloc PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11
+                          C_EXTENSIONS ON)
+    # The export list below is read from the header: a new source means a new list.
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_mi_src}/include/mimalloc.h)
     set(ALLOCSHIM_BACKEND_OBJECTS $<TARGET_OBJECTS:allocshim_mimalloc>)
     target_include_directories(allocshim_backend INTERFACE $<BUILD_INTERFACE:${_mi_src}/include>)
     target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_MIMALLOC_INSIDE=1)
@@ -187,7 +201,8 @@ else()
       endif()
     endforeach()
     # Exported, mimalloc's names could be taken by another library; the shim's own
-    # calls bind to its mimalloc at link time (a direct call, no GOT jump).
+    # calls bind to its own functions at link time (a direct call, no GOT jump). That
+    # holds for every function, malloc included: the shim never wants another's.
     list(APPEND ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "LINKER:-Bsymbolic-functions")
     find_package(Threads REQUIRED)
     set(ALLOCSHIM_BACKEND_THREADS ON)
@@ -196,6 +211,7 @@ else()
     file(STRINGS ${_mi_src}/include/mimalloc.h _mi_version REGEX "define MI_MALLOC_VERSION")
     string(REGEX MATCH "VERSION +([0-9]+)" _mi_version "${_mi_version}")
     set(ALLOCSHIM_BACKEND_KIND mimalloc-inside)
+    set(ALLOCSHIM_BACKEND_LICENSE ${_mi_src}/LICENSE) # mimalloc's, for the code carried
     set(ALLOCSHIM_BACKEND_VERSION_HINT "compiled in, version ${CMAKE_MATCH_1} from ${_mi_src}")
   else()
     find_path(ALLOCSHIM_MIMALLOC_INCLUDE mimalloc.h PATH_SUFFIXES mimalloc)

@@ -138,7 +138,7 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
 /* The frees go through this table so that checked mode can swap in checking versions
  * before main. It sits in RELRO, read-only once the dynamic linker is done
  * (src/backend_mimalloc.c rewrites it under mprotect). The jump through it is the one
- * cost the shim adds to mimalloc's free: +0.2% instructions on small-object churn. */
+ * cost the shim adds to mimalloc's free (docs/PERFORMANCE.md measures it). */
 struct be_mi_frees {
   void (*free)(void *p);
   void (*free_size)(void *p, size_t n);

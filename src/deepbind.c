@@ -16,8 +16,9 @@ void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
 #if defined(RTLD_DEEPBIND) /* glibc */
 
 /* dlopen's flags with RTLD_DEEPBIND dropped (saying so once), unless
- * ALLOCSHIM_DEEPBIND=1 asks to keep it. Not static: ppc64el's dlopen calls it. */
-int deepbind_mode(const char *file, int mode);
+ * ALLOCSHIM_DEEPBIND=1 asks to keep it. Not static, and "used": ppc64el's dlopen
+ * calls it from assembly, which the compiler (and LTO) cannot see. */
+__attribute__((used)) int deepbind_mode(const char *file, int mode);
 int deepbind_mode(const char *file, int mode) {
   if ((mode & RTLD_DEEPBIND) && !keep_deepbind) {
     static atomic_flag said = ATOMIC_FLAG_INIT;
@@ -32,7 +33,7 @@ int deepbind_mode(const char *file, int mode) {
 
 /* glibc's dlopen, found once. Both helpers take and return values only: a local
  * whose address escaped would keep the compiler from the tail call below. */
-dlopen_fn deepbind_next(void);
+__attribute__((used)) dlopen_fn deepbind_next(void);
 dlopen_fn deepbind_next(void) {
   dlopen_fn next = atomic_load_explicit(&next_dlopen, memory_order_relaxed);
   if (next == NULL) {
@@ -58,10 +59,13 @@ __asm__(".pushsection .text\n"
         ".type dlopen, @function\n"
         ".p2align 4\n"
         "dlopen:\n"
+        "   .cfi_startproc\n" /* so debuggers and unwinders can step through it */
         "   .localentry dlopen, 1\n"
         "   mflr 0\n"
         "   std 0, 16(1)\n"
+        "   .cfi_offset lr, 16\n"
         "   stdu 1, -48(1)\n" /* 32-byte header, then file and the new mode */
+        "   .cfi_def_cfa_offset 48\n"
         "   std 3, 32(1)\n"
         "   bcl 20, 31, 1f\n"
         "1: mflr 11\n"
@@ -76,10 +80,13 @@ __asm__(".pushsection .text\n"
         "   ld 3, 32(1)\n"
         "   lwa 4, 40(1)\n"
         "   addi 1, 1, 48\n"
+        "   .cfi_def_cfa_offset 0\n"
         "   ld 0, 16(1)\n"
         "   mtlr 0\n"
+        "   .cfi_restore lr\n"
         "   mtctr 12\n"
         "   bctr\n"
+        "   .cfi_endproc\n"
         ".size dlopen, .-dlopen\n"
         ".popsection\n");
 #else
