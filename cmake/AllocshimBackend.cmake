@@ -30,24 +30,32 @@ check_c_source_compiles([=[
 #endif
 int main(void) { return 0; }]=] ALLOCSHIM_TARGET_JEMALLOC_HOME)
 
-if(ALLOCSHIM_BACKEND STREQUAL "auto")
-  if(ALLOCSHIM_TARGET_JEMALLOC_HOME)
-    set(ALLOCSHIM_BACKEND_RESOLVED jemalloc)
+# OUT becomes VALUE when it is one of the CHOICES, or AUTO_CHOICE when VALUE is "auto".
+function(allocshim_choose out name value auto_choice)
+  if(value STREQUAL "auto")
+    set(${out} ${auto_choice} PARENT_SCOPE)
+  elseif(value IN_LIST ARGN)
+    set(${out} ${value} PARENT_SCOPE)
   else()
-    set(ALLOCSHIM_BACKEND_RESOLVED mimalloc)
+    list(JOIN ARGN ", " _choices)
+    message(FATAL_ERROR "${name} must be auto, ${_choices}, not '${value}'")
   endif()
-elseif(ALLOCSHIM_BACKEND MATCHES "^(jemalloc|mimalloc)$")
-  set(ALLOCSHIM_BACKEND_RESOLVED ${ALLOCSHIM_BACKEND})
-  if(ALLOCSHIM_BACKEND STREQUAL "jemalloc" AND NOT ALLOCSHIM_TARGET_JEMALLOC_HOME)
-    message(WARNING
-      "ALLOCSHIM_BACKEND=jemalloc for a target that is not Linux glibc x86_64. jemalloc "
-      "fixes its page size when it is built: a jemalloc built for 4 KiB pages aborts at "
-      "start-up with \"<jemalloc>: Unsupported system page size\" on kernels with 16 KiB "
-      "or 64 KiB pages (Raspberry Pi 5, Apple-silicon Linux VMs, ppc64el). Use mimalloc "
-      "there unless you know the target's page size matches the jemalloc you link.")
-  endif()
+endfunction()
+
+if(ALLOCSHIM_TARGET_JEMALLOC_HOME)
+  set(_auto jemalloc)
 else()
-  message(FATAL_ERROR "ALLOCSHIM_BACKEND must be auto, jemalloc or mimalloc, not '${ALLOCSHIM_BACKEND}'")
+  set(_auto mimalloc)
+endif()
+allocshim_choose(ALLOCSHIM_BACKEND_RESOLVED ALLOCSHIM_BACKEND "${ALLOCSHIM_BACKEND}" ${_auto}
+                 jemalloc mimalloc)
+if(ALLOCSHIM_BACKEND STREQUAL "jemalloc" AND NOT ALLOCSHIM_TARGET_JEMALLOC_HOME)
+  message(WARNING
+    "ALLOCSHIM_BACKEND=jemalloc for a target that is not Linux glibc x86_64. jemalloc "
+    "fixes its page size when it is built: a jemalloc built for 4 KiB pages aborts at "
+    "start-up with \"<jemalloc>: Unsupported system page size\" on kernels with 16 KiB "
+    "or 64 KiB pages (Raspberry Pi 5, Apple-silicon Linux VMs, ppc64el). Use mimalloc "
+    "there unless you know the target's page size matches the jemalloc you link.")
 endif()
 
 add_library(allocshim_backend INTERFACE)
@@ -58,7 +66,6 @@ set(ALLOCSHIM_BACKEND_OBJECTS "")
 set(ALLOCSHIM_BACKEND_LINK_OPTIONS "")
 set(ALLOCSHIM_BACKEND_DIRECT "")
 set(ALLOCSHIM_BACKEND_API "")
-set(ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "")
 set(ALLOCSHIM_BACKEND_THREADS OFF)
 set(ALLOCSHIM_BACKEND_LICENSE "")
 
@@ -147,17 +154,13 @@ else()
       "mimalloc's source tree, as tools/fetch-mimalloc unpacks it")
   set(_mi_src ${ALLOCSHIM_MIMALLOC_SOURCE})
   # Compiled in means --defsym and a version script: GNU ld on an ELF target.
-  if(ALLOCSHIM_MIMALLOC_LINK STREQUAL "auto")
-    if(EXISTS ${_mi_src}/src/static.c AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
-      set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED source)
-    else()
-      set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED shared)
-    endif()
-  elseif(ALLOCSHIM_MIMALLOC_LINK MATCHES "^(source|shared)$")
-    set(ALLOCSHIM_MIMALLOC_LINK_RESOLVED ${ALLOCSHIM_MIMALLOC_LINK})
+  if(EXISTS ${_mi_src}/src/static.c AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
+    set(_auto source)
   else()
-    message(FATAL_ERROR "ALLOCSHIM_MIMALLOC_LINK must be auto, source or shared")
+    set(_auto shared)
   endif()
+  allocshim_choose(ALLOCSHIM_MIMALLOC_LINK_RESOLVED ALLOCSHIM_MIMALLOC_LINK
+                   "${ALLOCSHIM_MIMALLOC_LINK}" ${_auto} source shared)
 
   if(ALLOCSHIM_MIMALLOC_LINK_RESOLVED STREQUAL "source")
     if(NOT EXISTS ${_mi_src}/src/static.c)
@@ -203,7 +206,7 @@ else()
     # Exported, mimalloc's names could be taken by another library; the shim's own
     # calls bind to its own functions at link time (a direct call, no GOT jump). That
     # holds for every function, malloc included: the shim never wants another's.
-    list(APPEND ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS "LINKER:-Bsymbolic-functions")
+    list(APPEND ALLOCSHIM_BACKEND_LINK_OPTIONS "LINKER:-Bsymbolic-functions")
     find_package(Threads REQUIRED)
     set(ALLOCSHIM_BACKEND_THREADS ON)
     target_link_libraries(allocshim_backend INTERFACE Threads::Threads)
@@ -228,8 +231,7 @@ else()
   endif()
 endif()
 
-list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym="
-     OUTPUT_VARIABLE ALLOCSHIM_BACKEND_LINK_OPTIONS)
-list(APPEND ALLOCSHIM_BACKEND_LINK_OPTIONS ${ALLOCSHIM_BACKEND_EXTRA_LINK_OPTIONS})
+list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym=" OUTPUT_VARIABLE _defsyms)
+list(APPEND ALLOCSHIM_BACKEND_LINK_OPTIONS ${_defsyms})
 message(STATUS "allocshim backend: ${ALLOCSHIM_BACKEND_RESOLVED} (ALLOCSHIM_BACKEND=${ALLOCSHIM_BACKEND}, "
                "${ALLOCSHIM_BACKEND_VERSION_HINT})")
