@@ -2,9 +2,20 @@
 import json
 import socket
 import sys
+import time
 
 port, keys = int(sys.argv[1]), int(sys.argv[2])
-sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+# The server may have been started a moment ago in the background: wait for it to
+# listen (up to 30 s) rather than trust a fixed sleep.
+deadline = time.monotonic() + 30
+while True:
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        break
+    except ConnectionRefusedError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
 f = sock.makefile("rw")
 
 

@@ -17,11 +17,22 @@ keys=50000
 fail=0
 say() { echo "redis: $*"; }
 
+# A busy machine may take seconds to start it (30 s allowed), and the random port may
+# be taken: then the server exits at once and another port is tried.
 start() { # PRELOAD
-  LD_PRELOAD=$1 ALLOCSHIM_VERBOSE=1 "$tmp/redis-server" --port "$port" --bind 127.0.0.1 \
-    --save '' --appendonly no --dir "$tmp" >"$tmp/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in 1 2 3; do
+    LD_PRELOAD=$1 ALLOCSHIM_VERBOSE=1 "$tmp/redis-server" --port "$port" --bind 127.0.0.1 \
+      --save '' --appendonly no --dir "$tmp" >"$tmp/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    port=$((20000 + RANDOM % 20000))
+  done
   say "FAIL: server did not start"; cat "$tmp/server.log"; exit 1
 }
 stop() { redis-cli -p "$port" shutdown nosave >/dev/null 2>&1; wait "$pid" 2>/dev/null; pid=""; }

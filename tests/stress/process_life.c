@@ -20,12 +20,28 @@
 
 static const char *phase = "start";
 
-/* A hang is a failure too: say where, and stop. */
+/* A hang is a failure too: say where, and stop. Only the deadline may end the wait:
+ * the thread starts with every signal blocked (the phases' SIGPROF and SIGALRM go to
+ * other threads), and an early return from the sleep just sleeps again. */
 static void *watchdog(void *arg) {
   unsigned seconds = (unsigned)(uintptr_t)arg;
-  sleep(seconds);
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += seconds;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) != 0) {
+  }
   fprintf(stderr, "process_life: WATCHDOG: %s still running after %us\n", phase, seconds);
   _exit(3);
+}
+
+static void start_watchdog(unsigned seconds) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits this mask */
+  pthread_t dog;
+  if (pthread_create(&dog, NULL, watchdog, (void *)(uintptr_t)seconds) == 0)
+    pthread_detach(dog);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void churn(unsigned seed, int ops) {
@@ -225,9 +241,7 @@ int main(int argc, char **argv) {
   if (argc < 2)
     return fprintf(stderr, "usage: process_life PHASE [PLUGIN]\n"), 2;
   phase = argv[1];
-  pthread_t dog;
-  pthread_create(&dog, NULL, watchdog, (void *)(uintptr_t)90);
-  pthread_detach(dog);
+  start_watchdog(90);
   if (strcmp(phase, "fork_threads") == 0)
     return fork_threads();
   if (strcmp(phase, "fork_exec") == 0)
