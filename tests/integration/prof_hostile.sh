@@ -111,6 +111,7 @@ rm -f "$safe/x.heap"
 # 5. The shared sticky directory itself: allowed, but the attacker plants symlinks on
 #    every name it can (the next 100 default names once it has seen one, the explicit
 #    name before it is used). Nothing of theirs is replaced and the victim is intact.
+printf precious >"$victim" # each case starts with it whole (the old code lost it in 1)
 attack "$pub" 30 app.heap
 dump ALLOCSHIM_PROF_DIR="$pub" -- 50 -
 rc=$?
