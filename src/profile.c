@@ -408,7 +408,7 @@ static int dump_profile(const char *path, char *why, size_t cap) {
 }
 
 int alloc_profile_dump(const char *path) {
-  char why[PATH_MAX + 128];
+  char why[1024]; /* as long as allocshim_say() prints */
   int status = dump_profile(path, why, sizeof why);
   if (why[0] != '\0') {
     int err = errno;
@@ -452,7 +452,7 @@ int alloc_profile_activate(bool active) {
 
 /* A dump nobody is waiting for: on failure, say why once, and let the program go on. */
 static void dump_unattended(const char *trigger) {
-  char why[PATH_MAX + 128];
+  char why[1024]; /* as long as allocshim_say() prints */
   if (dump_profile(NULL, why, sizeof why) == ALLOC_OK)
     return;
   int err = errno;

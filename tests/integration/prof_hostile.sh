@@ -8,7 +8,8 @@
 set -uo pipefail
 backend=$1 dumper=$2 attacker=$3
 [ "$(id -u)" -eq 0 ] || { echo "prof-hostile: needs root (the attacker runs as nobody); skipped"; exit 77; }
-command -v setpriv >/dev/null || { echo "prof-hostile: setpriv missing; skipped"; exit 77; }
+command -v setpriv >/dev/null || { echo "prof-hostile: FAIL: setpriv (util-linux) is needed"; exit 1; }
+nobody_uid=$(id -u nobody) nobody_gid=$(id -g nobody) || { echo "prof-hostile: FAIL: no user nobody"; exit 1; }
 tmp=$(mktemp -d)
 apid=
 trap '[ -n "$apid" ] && kill "$apid" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -16,8 +17,7 @@ chmod 755 "$tmp" # nobody must reach the shared directory below
 fails=0
 bad() { echo "prof-hostile: FAIL: $*"; sed 's/^/  | /' "$tmp/out" "$tmp/err" 2>/dev/null | head -20; fails=$((fails + 1)); }
 ok() { echo "prof-hostile: ok: $*"; }
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-nobody_uid=$(id -u nobody)
+as_nobody() { setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --clear-groups "$@"; }
 
 victim=$tmp/victim # root's, 0644: what the attacker wants overwritten
 printf precious >"$victim"
@@ -40,7 +40,7 @@ attack() {
   local dir=$1 secs=$2
   shift 2
   # setpriv itself, not the function: $! must be the attacker's pid, not a subshell's
-  setpriv --reuid=nobody --regid=nogroup --clear-groups "$attacker" "$dir" "$victim" "$secs" "$@" \
+  setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --clear-groups "$attacker" "$dir" "$victim" "$secs" "$@" \
     >"$tmp/attacker.out" 2>&1 &
   apid=$!
   for _ in $(seq 100); do grep -q ready "$tmp/attacker.out" && return; sleep 0.05; done
