@@ -84,12 +84,13 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   endif()
   # mmap, munmap and sbrk are renamed too, so that src/backend_jemalloc.c sees every
   # mapping jemalloc makes: checked mode (ALLOCSHIM_CHECK) tells its pointers from
-  # foreign ones by them.
+  # foreign ones by them. creat is renamed so that jemalloc never opens a heap profile
+  # by name (src/backend_jemalloc.c, "Heap profile files").
   set(_renamed_syms
       malloc calloc realloc free posix_memalign aligned_alloc memalign valloc
       malloc_usable_size mallocx rallocx xallocx sallocx dallocx sdallocx nallocx mallctl
       mallctlnametomib mallctlbymib malloc_stats_print malloc_conf malloc_conf_2_conf_harder
-      malloc_message secure_getenv mmap munmap sbrk)
+      malloc_message secure_getenv mmap munmap sbrk creat)
   set(_map "je_malloc_default _do_malloc\n")
   foreach(_s IN LISTS _renamed_syms)
     string(APPEND _map "${_s} _${_s}\n")

@@ -79,13 +79,38 @@ ALLOC_API const char *alloc_backend_version(void);
 ALLOC_API int alloc_profile_supported(void);
 
 /* Write a heap profile that `jeprof` reads to `path`, atomically: the file appears
- * complete or not at all. NULL picks "<dir>/allocshim.<pid>.<seq>.heap", <dir> being
- * ALLOCSHIM_PROF_DIR (created 0700 if missing) or the current directory.
- * Profiling must be enabled at start with ALLOCSHIM_PROF=1.
- * Returns ALLOC_OK; ALLOC_EINVAL for "" (errno EINVAL) or a path longer than PATH_MAX
- * (errno ENAMETOOLONG); ALLOC_EPROFOFF when profiling is off (errno ENOENT);
- * ALLOC_EIO when the file cannot be written (errno from the OS);
- * ALLOC_ENOTSUP on the mimalloc backend (errno ENOTSUP; also said once on stderr). */
+ * complete (and synced) or not at all. NULL picks "<dir>/allocshim.<pid>.<seq>.heap",
+ * <dir> being ALLOCSHIM_PROF_DIR (a relative one is taken from the directory the
+ * program started in; created 0700 if missing) or the current directory; a default
+ * name that exists already (an earlier run with the same pid) is never replaced, the
+ * next <seq> is used. Profiling must be enabled at start with ALLOCSHIM_PROF=1.
+ *
+ * Safe in a root process next to hostile users: the directory, and every directory
+ * above it, must be owned by root or the caller's euid and not writable by group or
+ * others unless sticky (a symlink on the way is followed only if root or the euid owns
+ * it), or the dump is refused with one line on stderr naming the directory and why.
+ * The profile is written into a new 0600 file the shim creates itself (O_EXCL,
+ * O_NOFOLLOW) and renamed into place; `path` may replace only a regular file owned by
+ * the euid.
+ *
+ * Returns ALLOC_OK, with errno as it was. Otherwise:
+ *   ALLOC_EINVAL   "" (errno EINVAL); a path of PATH_MAX bytes or more (ENAMETOOLONG)
+ *   ALLOC_EPROFOFF profiling is off (ENOENT)
+ *   ALLOC_EIO      nothing written and nothing replaced; errno says why:
+ *                  EPERM        the directory is not trusted (said on stderr), or
+ *                               `path` is another user's file
+ *                  ELOOP        `path` is a symlink (the link and its target stay)
+ *                  EEXIST       `path` is a FIFO, socket or device node
+ *                  EISDIR       `path` is a directory
+ *                  EFBIG        the profile would reach RLIMIT_FSIZE (no SIGXFSZ is
+ *                               left to kill the process)
+ *                  ENAMETOOLONG the final name is longer than NAME_MAX
+ *                  ENOENT, ENOTDIR, EACCES, ENOSPC, EIO, ...: from the OS
+ *   ALLOC_ENOTSUP  the mimalloc backend (ENOTSUP; said once on stderr); no file is
+ *                  touched.
+ * Not async-signal-safe: it allocates, takes the allocator's locks and does file I/O,
+ * so calling it from a signal handler can deadlock. For a dump on a signal, start the
+ * program with ALLOCSHIM_PROF_SIGNAL, whose handler only wakes a thread that dumps. */
 ALLOC_API int alloc_profile_dump(const char *path);
 
 /* Start (true) or stop (false) sampling allocations, for a program started with

@@ -161,7 +161,7 @@ bool be_owns(const void *p);            /* false only if p is surely not the bac
 bool be_check_start(void);              /* checked mode: every free checks its pointer */
 const char *be_version(void);           /* the backend's own version string */
 int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
-int be_profile_dump(const char *path);  /* 0, or -1 when the backend failed to write */
+int be_profile_dump(int fd);            /* the whole profile into fd: 0, or -1 */
 int be_profile_activate(bool active);   /* 0, or -1 */
 void be_stats(struct alloc_stats *out); /* every field, ALLOC_STAT_UNKNOWN where unknown */
 bool be_purge(void);                    /* return free memory; true if any went back */

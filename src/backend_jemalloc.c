@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <allocshim.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -179,8 +180,36 @@ int be_profile_status(void) {
   return on ? ALLOC_OK : ALLOC_EPROFOFF;
 }
 
-int be_profile_dump(const char *path) {
-  return _mallctl("prof.dump", NULL, NULL, &path, sizeof path) == 0 ? 0 : -1;
+/* ---- Heap profile files -----------------------------------------------------------
+ * jemalloc 5.3 opens every profile file with creat(name, 0644), which follows a symlink
+ * and truncates whatever the name reaches, and it writes with no check for short
+ * writes. The build renames that creat to _creat below, so jemalloc never opens a file
+ * of the shim's by name: for alloc_profile_dump(), src/profile.c hands over a
+ * descriptor it prepared, and jemalloc is given a token path that _creat knows by its
+ * address (jemalloc passes the caller's pointer through). The descriptor is armed per
+ * thread, because jemalloc calls creat() in the thread that asked for the dump: there is
+ * no lock of ours to order against jemalloc's, or to leave held across fork(). The token
+ * names a file nobody can create (under /dev/null), so a dump that ever reached the
+ * unarmed branch fails instead of writing somewhere. */
+static const char profile_token[] = "/dev/null/allocshim-profile";
+static _Thread_local int profile_fd __attribute__((tls_model("initial-exec"))) = -1;
+
+/* Unarmed, this serves jemalloc's own dumps (prof_final, gdump and idump under
+ * MALLOC_CONF's prof_prefix, prof.log): a new file only, never a symlink's target, and
+ * 0600 rather than 0644, since a profile shows the program's insides. */
+int _creat(const char *name, mode_t mode) {
+  (void)mode;
+  if (name == profile_token && profile_fd >= 0)
+    return fcntl(profile_fd, F_DUPFD_CLOEXEC, 0);
+  return open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+int be_profile_dump(int fd) {
+  const char *token = profile_token;
+  profile_fd = fd;
+  int r = _mallctl("prof.dump", NULL, NULL, &token, sizeof token);
+  profile_fd = -1;
+  return r == 0 ? 0 : -1;
 }
 
 int be_profile_activate(bool active) {

@@ -105,8 +105,8 @@ const char *be_version(void) {
 
 int be_profile_status(void) { return ALLOC_ENOTSUP; }
 
-int be_profile_dump(const char *path) {
-  (void)path;
+int be_profile_dump(int fd) {
+  (void)fd;
   return -1;
 }
 

@@ -13,14 +13,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Room for the ".XXXXXX" that mkstemp() fills in. */
-#define TMP_SUFFIX ".XXXXXX"
-
-static char prof_dir[PATH_MAX]; /* ALLOCSHIM_PROF_DIR, or "" for the current directory */
+/* ALLOCSHIM_PROF_DIR made absolute when the library loads (so a later chdir() does not
+ * move the profiles), or "" for the current directory at the time of each dump. */
+static char prof_dir[PATH_MAX];
 static atomic_uint dump_seq;
+
+/* Room for "/allocshim.<pid>.<seq>.heap" after the directory. */
+#define DEFAULT_NAME_ROOM 64
+/* How many names a dump tries before it gives up: temporary names that exist already,
+ * and default names taken by earlier runs (a pid-1 server restarting reuses its pid). */
+#define NAME_TRIES 1000
+/* Symlinks followed while walking to the profile directory, as the kernel's own limit. */
+#define MAX_HOPS 40
 
 static int fail(int status, int err) {
   errno = err;
@@ -41,61 +52,393 @@ static int profile_ready(void) {
   return status;
 }
 
-/* mkdir -p, with mode 0700 for what it creates: profiles show the program's insides. */
-static int make_dirs(const char *dir) {
-  char buf[PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p != '\0')
-      continue;
-    char c = *p;
-    *p = '\0';
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-      return -1;
-    *p = c;
-    if (c == '\0')
-      return 0;
+/* ---- Where profiles may go ---------------------------------------------------------
+ * A root daemon writing into a directory another user controls can be made to write
+ * anywhere, so the directory is trusted the way OpenSSH's StrictModes trusts a home
+ * directory: it and every directory above it must be owned by root or by us, and not
+ * writable by group or others unless sticky (in a sticky directory nobody else can
+ * remove or rename our files). A symlink on the way is followed only when root or we own
+ * it; it sits in a directory already trusted, so nobody else can swap it. The walk
+ * ends in a descriptor, and every later operation is relative to it. */
+
+static bool trusted_owner(uid_t uid) { return uid == 0 || uid == geteuid(); }
+
+/* Why `st` (a directory) is not to be trusted, or NULL. */
+static const char *distrust(const struct stat *st, char *buf, size_t cap) {
+  if (!trusted_owner(st->st_uid)) {
+    snprintf(buf, cap, "owned by uid %ld, not by root or uid %ld", (long)st->st_uid,
+             (long)geteuid());
+    return buf;
   }
+  if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st->st_mode & S_ISVTX) == 0)
+    return (st->st_mode & S_IWOTH) ? "writable by others and not sticky"
+                                   : "writable by its group and not sticky";
+  return NULL;
 }
 
-int alloc_profile_dump(const char *path) {
+/* Appends "/name" (or "name" after "/") to the directory shown in messages. */
+static void shown_push(char *shown, size_t cap, const char *name, size_t len) {
+  size_t at = strlen(shown);
+  if (at > 1 && at < cap - 1)
+    shown[at++] = '/';
+  snprintf(shown + at, cap - at, "%.*s", (int)len, name);
+}
+
+static void shown_pop(char *shown) {
+  char *slash = strrchr(shown, '/');
+  if (slash != NULL)
+    slash[slash == shown] = '\0';
+}
+
+/* Opens the absolute directory `dir`, checking every step; with `create`, makes the
+ * missing ones 0700 (mkdir -p). Returns an O_PATH descriptor, or -1 with errno; a
+ * directory that is not trusted gives EPERM, and `why` says which one and why. */
+static int open_trusted_dir(const char *dir, bool create, char *why, size_t cap) {
+  char todo[PATH_MAX], link[PATH_MAX], shown[PATH_MAX] = "/", reason[96];
+  const int flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  struct stat st;
+  int hops = 0;
+  if (snprintf(todo, sizeof todo, "%s", dir) >= (int)sizeof todo)
+    return fail(-1, ENAMETOOLONG);
+  int cur = open("/", flags);
+  if (cur < 0)
+    return -1;
+  const char *bad = fstat(cur, &st) == 0 ? distrust(&st, reason, sizeof reason) : "unreadable";
+  for (char *p = todo; bad == NULL;) {
+    while (*p == '/')
+      p++;
+    if (*p == '\0')
+      return cur;
+    size_t len = strcspn(p, "/");
+    char *rest = p + len;
+    if (*rest != '\0')
+      *rest++ = '\0';
+    if (strcmp(p, ".") == 0) {
+      p = rest;
+      continue;
+    }
+    int looked = fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW);
+    if (looked != 0 && errno == ENOENT && create && strcmp(p, "..") != 0) {
+      if (mkdirat(cur, p, 0700) != 0 && errno != EEXIST)
+        break;
+      looked = fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW); /* made, or raced: look again */
+    }
+    if (looked != 0)
+      break;
+    if (S_ISLNK(st.st_mode)) {
+      shown_push(shown, sizeof shown, p, len);
+      if (!trusted_owner(st.st_uid)) {
+        snprintf(reason, sizeof reason, "a symlink owned by uid %ld", (long)st.st_uid);
+        bad = reason;
+        break;
+      }
+      ssize_t n = readlinkat(cur, p, link, sizeof link);
+      if (n < 0)
+        break;
+      if (++hops > MAX_HOPS || n == 0 || (size_t)n >= sizeof link) {
+        errno = hops > MAX_HOPS ? ELOOP : n == 0 ? ENOENT : ENAMETOOLONG;
+        break;
+      }
+      shown_pop(shown);
+      /* The rest of the walk: the link's target, then what followed the link. */
+      size_t tail = strlen(rest);
+      if ((size_t)n + 1 + tail >= sizeof link) {
+        errno = ENAMETOOLONG;
+        break;
+      }
+      link[n] = '/';
+      memcpy(link + n + 1, rest, tail + 1);
+      memcpy(todo, link, (size_t)n + 2 + tail);
+      p = todo;
+      if (link[0] == '/') {
+        int root = open("/", flags);
+        if (root < 0)
+          break;
+        close(cur);
+        cur = root;
+        snprintf(shown, sizeof shown, "/");
+      }
+      continue;
+    }
+    /* O_NOFOLLOW: a symlink swapped in since the look above fails here, it is not
+     * followed. The trust check is on what was opened, not on what was looked at. */
+    int next = openat(cur, p, flags);
+    if (next < 0)
+      break;
+    close(cur);
+    cur = next;
+    if (strcmp(p, "..") == 0)
+      shown_pop(shown);
+    else
+      shown_push(shown, sizeof shown, p, len);
+    bad = fstat(cur, &st) == 0 ? distrust(&st, reason, sizeof reason) : "unreadable";
+    p = rest;
+  }
+  int err = errno;
+  close(cur);
+  if (bad == NULL)
+    return fail(-1, err);
+  snprintf(why, cap, "refusing to write a heap profile in %s: %s is %s", dir, shown, bad);
+  return fail(-1, EPERM);
+}
+
+/* ---- Writing one profile -----------------------------------------------------------
+ * jemalloc writes the profile into an anonymous memory file (memfd), never into the
+ * file system: it opens nothing by name (src/backend_jemalloc.c) and ignores short
+ * writes. The shim then copies those bytes, every one checked, into a new file it made
+ * itself (O_EXCL|O_NOFOLLOW, 0600, relative to the trusted directory), syncs it, and
+ * renames it into place: the profile appears complete or not at all. */
+
+/* ".allocshim-XXXXXXXXXXXX.tmp", random: not derived from the final name (which may
+ * be as long as a name can be) and not guessable by someone who would pre-create it. */
+static void temp_name(char *out, size_t cap) {
+  static const char digits[] = "abcdefghijklmnopqrstuvwxyz012345";
+  unsigned char r[12];
+  if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+    /* Too early in boot for the kernel's pool: O_EXCL keeps a guess harmless. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long x = (unsigned long long)ts.tv_nsec ^ (unsigned long long)getpid() << 32;
+    for (size_t i = 0; i < sizeof r; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
+      r[i] = (unsigned char)(x >> 56);
+  }
+  char s[sizeof r + 1];
+  for (size_t i = 0; i < sizeof r; i++)
+    s[i] = digits[r[i] % 32];
+  s[sizeof r] = '\0';
+  snprintf(out, cap, ".allocshim-%s.tmp", s);
+}
+
+/* Copies all `size` bytes of `from` to `to`, or fails: a write that stops short is
+ * tried again for the rest, so that the real reason (ENOSPC, EFBIG, EIO) is what the
+ * caller sees, and no byte is taken as written unless write() said so. */
+static int copy_all(int from, int to, size_t size) {
+  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, from, 0);
+  if (map == MAP_FAILED)
+    return -1;
+  int rc = 0;
+  for (size_t done = 0; done < size;) {
+    ssize_t n = write(to, (const char *)map + done, size - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      rc = fail(-1, n == 0 ? EIO : errno);
+      break;
+    }
+    done += (size_t)n;
+  }
+  int err = errno;
+  munmap(map, size);
+  errno = err;
+  return rc;
+}
+
+/* Whether `size` bytes reach RLIMIT_FSIZE: the kernel would cut the file short there
+ * and send SIGXFSZ, whose default action kills the process. */
+static bool over_file_limit(off_t size) {
+  struct rlimit rl;
+  return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+         (rlim_t)size >= rl.rlim_cur;
+}
+
+/* The profile, whole, in a memfd: the descriptor, or -1 with errno. */
+static int profile_in_memory(off_t *size) {
+  int mem = memfd_create("allocshim-profile", MFD_CLOEXEC);
+  if (mem < 0)
+    return -1;
+  bool written = be_profile_dump(mem) == 0;
+  struct stat st;
+  int err = EIO;
+  if (fstat(mem, &st) != 0)
+    err = errno;
+  else if (over_file_limit(st.st_size))
+    err = EFBIG; /* a memfd obeys RLIMIT_FSIZE too: the end may be lost, unnoticed */
+  else if (written && st.st_size > 0) {
+    *size = st.st_size;
+    return mem;
+  }
+  close(mem);
+  return fail(-1, err);
+}
+
+/* What an explicit path may replace: nothing, or a regular file of ours. Anything else
+ * stays as it is: 0, or -1 with errno saying what is there. */
+static int replaceable(int dir, const char *name) {
+  struct stat st;
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return errno == ENOENT ? 0 : -1;
+  if (S_ISDIR(st.st_mode))
+    return fail(-1, EISDIR);
+  if (S_ISLNK(st.st_mode))
+    return fail(-1, ELOOP); /* what open(O_NOFOLLOW) says of one */
+  if (!S_ISREG(st.st_mode))
+    return fail(-1, EEXIST); /* a FIFO, socket or device: not a profile to replace */
+  if (st.st_uid != geteuid())
+    return fail(-1, EPERM);
+  return 0;
+}
+
+/* Moves the finished temporary file `tmp` to its name in `dir`. A default name never
+ * replaces anything: if it is taken, the next sequence number is tried. */
+static int put_in_place(int dir, const char *tmp, char *name, size_t cap, bool default_name) {
+  if (!default_name)
+    return replaceable(dir, name) == 0 ? renameat(dir, tmp, dir, name) : -1;
+  for (int i = 0; i < NAME_TRIES; i++) {
+    if (renameat2(dir, tmp, dir, name, RENAME_NOREPLACE) == 0)
+      return 0;
+    /* A file system without RENAME_NOREPLACE: link() never replaces either. */
+    if ((errno == EINVAL || errno == ENOSYS) && linkat(dir, tmp, dir, name, 0) == 0) {
+      unlinkat(dir, tmp, 0);
+      return 0;
+    }
+    if (errno != EEXIST)
+      return -1;
+    snprintf(name, cap, "allocshim.%ld.%u.heap", (long)getpid(), atomic_fetch_add(&dump_seq, 1));
+  }
+  return fail(-1, EEXIST);
+}
+
+/* The whole dump into directory descriptor `dir`, under `name`. */
+static int write_profile(int dir, char *name, size_t cap, bool default_name) {
+  off_t size = 0;
+  int mem = profile_in_memory(&size);
+  if (mem < 0)
+    return -1;
+  char tmp[64];
+  int fd = -1;
+  for (int i = 0; i < NAME_TRIES && fd < 0; i++) {
+    temp_name(tmp, sizeof tmp);
+    fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) {
+      close(mem);
+      return -1;
+    }
+  }
+  int rc = fd < 0 ? fail(-1, EEXIST) : copy_all(mem, fd, (size_t)size);
+  int err = errno;
+  close(mem);
+  /* fsync: "complete or not at all" should also hold after a crash, and a dump is rare
+   * enough (an operator's request) to pay for one. close() can report a late write
+   * error (NFS), so it is checked as well. */
+  if (rc == 0 && fsync(fd) != 0)
+    rc = -1, err = errno;
+  if (fd >= 0 && close(fd) != 0 && rc == 0)
+    rc = -1, err = errno;
+  if (rc == 0 && put_in_place(dir, tmp, name, cap, default_name) != 0)
+    rc = -1, err = errno;
+  if (rc != 0 && fd >= 0)
+    unlinkat(dir, tmp, 0);
+  errno = err;
+  return rc;
+}
+
+/* Splits `path` into an absolute directory and a final name; NULL is the default name
+ * in ALLOCSHIM_PROF_DIR or the current directory. -1 with errno when it cannot be. */
+static int locate(const char *path, char *dir, size_t dir_cap, char *name, size_t name_cap) {
+  const char *slash = path ? strrchr(path, '/') : NULL;
+  const char *base = slash ? slash + 1 : path;
+  if (path == NULL) {
+    snprintf(name, name_cap, "allocshim.%ld.%u.heap", (long)getpid(),
+             atomic_fetch_add(&dump_seq, 1));
+    if (prof_dir[0] != '\0')
+      return snprintf(dir, dir_cap, "%s", prof_dir) < (int)dir_cap ? 0 : fail(-1, ENAMETOOLONG);
+  } else {
+    if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+      return fail(-1, EISDIR);
+    if (strlen(base) > NAME_MAX || strlen(base) >= name_cap)
+      return fail(-1, ENAMETOOLONG);
+    snprintf(name, name_cap, "%s", base);
+  }
+  if (path != NULL && path[0] == '/') /* "/x" is in "/", "/a/x" in "/a" */
+    return snprintf(dir, dir_cap, "%.*s", (int)(slash == path ? 1 : slash - path), path) <
+                   (int)dir_cap
+               ? 0
+               : fail(-1, ENAMETOOLONG);
+  if (getcwd(dir, dir_cap) == NULL)
+    return -1;
+  size_t at = strlen(dir);
+  int n = slash ? snprintf(dir + at, dir_cap - at, "/%.*s", (int)(slash - path), path) : 0;
+  return n >= 0 && (size_t)n < dir_cap - at ? 0 : fail(-1, ENAMETOOLONG);
+}
+
+/* alloc_profile_dump(), with the reason for refusing a directory left in `why` for the
+ * caller to say (once, or every time) rather than said here. */
+static int dump_profile(const char *path, char *why, size_t cap) {
+  why[0] = '\0';
+  int saved = errno;
   int status = profile_ready();
   if (status == ALLOC_ENOTSUP)
     return status;
   if (path != NULL && path[0] == '\0')
     return fail(ALLOC_EINVAL, EINVAL);
-  if (path != NULL && strlen(path) + sizeof TMP_SUFFIX > PATH_MAX)
+  if (path != NULL && strlen(path) >= PATH_MAX)
     return fail(ALLOC_EINVAL, ENAMETOOLONG);
   if (status != ALLOC_OK)
     return fail(status, ENOENT);
 
-  char name[PATH_MAX];
-  if (path == NULL) {
-    if (prof_dir[0] != '\0' && make_dirs(prof_dir) != 0)
-      return fail(ALLOC_EIO, errno);
-    snprintf(name, sizeof name, "%s%sallocshim.%ld.%u.heap", prof_dir, prof_dir[0] ? "/" : "",
-             (long)getpid(), atomic_fetch_add(&dump_seq, 1));
-    path = name;
-  }
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s" TMP_SUFFIX, path);
-
-  /* mkstemp() is where a missing directory or a permission problem shows, with the
-   * real errno; the backend itself only says "failed". */
-  int fd = mkstemp(tmp);
-  if (fd < 0)
+  char dir[PATH_MAX], name[NAME_MAX + 1];
+  if (locate(path, dir, sizeof dir, name, sizeof name) != 0)
     return fail(ALLOC_EIO, errno);
-  close(fd);
-  if (be_profile_dump(tmp) != 0) {
-    unlink(tmp);
-    return fail(ALLOC_EIO, EIO);
-  }
-  if (rename(tmp, path) != 0) {
+  int dfd = open_trusted_dir(dir, path == NULL && prof_dir[0] != '\0', why, cap);
+  if (dfd < 0)
+    return fail(ALLOC_EIO, errno);
+  if (path != NULL && replaceable(dfd, name) != 0) { /* before the work; again at the end */
     int err = errno;
-    unlink(tmp);
+    close(dfd);
     return fail(ALLOC_EIO, err);
   }
+  /* The kernel sends SIGXFSZ to the thread whose write meets RLIMIT_FSIZE. Blocked here,
+   * it cannot kill the program; one this dump caused is taken back off the thread. */
+  sigset_t xfsz, old, before;
+  sigemptyset(&xfsz);
+  sigaddset(&xfsz, SIGXFSZ);
+  pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+  sigpending(&before);
+  int rc = write_profile(dfd, name, sizeof name, path == NULL);
+  int err = errno;
+  sigset_t now;
+  if (!sigismember(&before, SIGXFSZ) && sigpending(&now) == 0 && sigismember(&now, SIGXFSZ))
+    sigtimedwait(&xfsz, NULL, &(struct timespec){0, 0});
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(dfd);
+  if (rc != 0)
+    return fail(ALLOC_EIO, err);
+  errno = saved; /* success leaves errno as it was */
   return ALLOC_OK;
+}
+
+int alloc_profile_dump(const char *path) {
+  char why[1024]; /* as long as allocshim_say() prints */
+  int status = dump_profile(path, why, sizeof why);
+  if (why[0] != '\0') {
+    int err = errno;
+    allocshim_say("alloc_profile_dump: %s", why);
+    errno = err;
+  }
+  return status;
+}
+
+/* ALLOCSHIM_PROF_DIR, made absolute now: a relative one names a place under the
+ * directory the program started in, not under wherever it later chdir()s. */
+static void set_prof_dir(const char *dir) {
+  size_t at = 0;
+  if (dir[0] == '\0')
+    return;
+  if (dir[0] != '/') {
+    if (getcwd(prof_dir, sizeof prof_dir) == NULL) {
+      allocshim_say("ALLOCSHIM_PROF_DIR=%s is relative and the current directory is unknown "
+                    "(%s); profiles go to the current directory",
+                    dir, strerror(errno));
+      prof_dir[0] = '\0';
+      return;
+    }
+    at = strlen(prof_dir);
+  }
+  int n = snprintf(prof_dir + at, sizeof prof_dir - at, "%s%s", at ? "/" : "", dir);
+  if (n < 0 || at + (size_t)n + DEFAULT_NAME_ROOM >= sizeof prof_dir) {
+    prof_dir[0] = '\0';
+    allocshim_say("ALLOCSHIM_PROF_DIR is too long; profiles go to the current directory");
+  }
 }
 
 int alloc_profile_activate(bool active) {
@@ -109,11 +452,16 @@ int alloc_profile_activate(bool active) {
 
 /* A dump nobody is waiting for: on failure, say why once, and let the program go on. */
 static void dump_unattended(const char *trigger) {
-  if (alloc_profile_dump(NULL) == ALLOC_OK)
+  char why[1024]; /* as long as allocshim_say() prints */
+  if (dump_profile(NULL, why, sizeof why) == ALLOC_OK)
     return;
   int err = errno;
   static atomic_flag said = ATOMIC_FLAG_INIT;
-  if (!atomic_flag_test_and_set(&said))
+  if (atomic_flag_test_and_set(&said))
+    return;
+  if (why[0] != '\0')
+    allocshim_say("heap profile on %s: %s", trigger, why);
+  else
     allocshim_say("heap profile on %s failed: %s", trigger, strerror(err));
 }
 
@@ -226,10 +574,8 @@ void profile_start(void) {
     allocshim_say("ALLOCSHIM_PROF_* settings need ALLOCSHIM_PROF=1; ignored");
     return;
   }
-  if (dir != NULL && strlen(dir) + 64 < sizeof prof_dir)
-    snprintf(prof_dir, sizeof prof_dir, "%s", dir);
-  else if (dir != NULL)
-    allocshim_say("ALLOCSHIM_PROF_DIR is too long; profiles go to the current directory");
+  if (dir != NULL)
+    set_prof_dir(dir);
   if (sig != NULL)
     start_signal_dumps(sig);
   if (at_exit)

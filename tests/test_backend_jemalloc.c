@@ -4,6 +4,7 @@
 #include <allocshim.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -21,6 +23,7 @@
 #include "test_owns.h"
 
 char *_secure_getenv(const char *name);
+int _creat(const char *name, mode_t mode);
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 
 /* Names whose mallctl the current test wants to fail; everything else is real. */
@@ -81,11 +84,48 @@ static void test_dump_backend_failure(void **state) {
   assert_int_equal(errno, EIO);
   DIR *d = opendir(dir);
   int n = 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;)
-    n += e->d_name[0] != '.';
+  for (struct dirent *e; (e = readdir(d)) != NULL;) /* hidden temporary files count */
+    n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
   closedir(d);
   assert_int_equal(n, 0);
   assert_int_equal(rmdir(dir), 0);
+}
+
+/* jemalloc's own dumps (MALLOC_CONF prof_prefix: prof_final, gdump, idump) open their
+ * file through the shim's creat(): a new file only, 0600, never a symlink's target,
+ * where jemalloc's creat(name, 0644) truncated whatever the name reached. */
+static void test_creat_only_new_files(void **state) {
+  (void)state;
+  char dir[] = "/tmp/allocshim-test-je.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char fresh[PATH_MAX], victim[PATH_MAX], link[PATH_MAX];
+  snprintf(fresh, sizeof fresh, "%s/fresh.heap", dir);
+  snprintf(victim, sizeof victim, "%s/victim", dir);
+  snprintf(link, sizeof link, "%s/link.heap", dir);
+  FILE *f = fopen(victim, "w");
+  assert_non_null(f);
+  fputs("precious", f);
+  fclose(f);
+  assert_int_equal(symlink(victim, link), 0);
+  int fd = _creat(fresh, 0644);
+  assert_true(fd >= 0);
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  close(fd);
+  errno = 0;
+  assert_int_equal(_creat(fresh, 0644), -1); /* exists: not truncated */
+  assert_int_equal(errno, EEXIST);
+  assert_int_equal(_creat(link, 0644), -1);
+  assert_int_equal(errno, EEXIST);
+  assert_int_equal(stat(victim, &sb), 0);
+  assert_int_equal(sb.st_size, 8);
+  /* The token of an armed dump, reached unarmed, opens nothing. */
+  assert_int_equal(_creat("/dev/null/allocshim-profile", 0644), -1);
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
 }
 
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
@@ -157,6 +197,7 @@ int main(void) {
       cmocka_unit_test_setup(test_version, reset),
       cmocka_unit_test_setup(test_profile_status, reset),
       cmocka_unit_test_setup(test_dump_backend_failure, reset),
+      cmocka_unit_test_setup(test_creat_only_new_files, reset),
       cmocka_unit_test_setup(test_conf, reset),
       cmocka_unit_test_setup(test_oversize_threshold, reset),
       cmocka_unit_test_setup(test_extended_api, reset),

@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,7 +30,13 @@ static void test_profiling_not_supported(void **state) {
   (void)state;
   assert_int_equal(be_profile_status(), ALLOC_ENOTSUP);
   assert_int_equal(alloc_profile_supported(), ALLOC_ENOTSUP);
-  assert_int_equal(be_profile_dump("/tmp/never-written.heap"), -1);
+  int fd = memfd_create("never-written", MFD_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(be_profile_dump(fd), -1);
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  assert_int_equal(sb.st_size, 0);
+  close(fd);
 }
 
 /* What mimalloc can and cannot say, marked as such. */
