@@ -20,8 +20,8 @@ static inline unsigned char pattern_byte(size_t i) {
 /* Which bytes the patterns cover: every one natively. Under an emulator, where each
  * byte of a 256 MiB block costs real time (the front tests took 8 minutes a page size
  * under qemu-aarch64), every byte of a block's first 4 KiB and then one byte in
- * ALLOCSHIM_TEST_STRIDE (a power of two): still every cache line and page. The choice depends on
- * the offset alone, so a block filled at one size is checked at another (realloc). */
+ * ALLOCSHIM_TEST_STRIDE (a power of two): still every cache line and page. Which bytes
+ * depends on the offset alone, so a block filled at one size is checked at another. */
 #ifndef ALLOCSHIM_TEST_STRIDE
 #define ALLOCSHIM_TEST_STRIDE 1
 #endif
