@@ -120,10 +120,17 @@ static void oversize_threshold_early(void) {
  * record its mappings; and a dalloc hook, which jemalloc runs before it touches the
  * pointer, checks every free against them. Without the hook jemalloc's fast paths run
  * untouched: checked mode costs nothing when it is off. */
+/* A failed mmap or sbrk leaves errno as it was. jemalloc never reads their errno: the
+ * calls that report failure through errno (malloc, aligned_alloc) set ENOMEM
+ * themselves, and posix_memalign must leave errno untouched (src/backend.h). Restoring
+ * it here, on the failure path only, keeps the cost off posix_memalign's fast path. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   oversize_threshold_early();
+  int saved = errno;
   void *p = mmap(addr, len, prot, flags, fd, off);
-  if (p != MAP_FAILED && check_enabled())
+  if (p == MAP_FAILED)
+    errno = saved;
+  else if (check_enabled())
     check_ranges_add(p, len);
   return p;
 }
@@ -136,8 +143,11 @@ int _munmap(void *addr, size_t len) {
 }
 
 void *_sbrk(intptr_t increment) {
+  int saved = errno;
   void *old = sbrk(increment);
-  if (old != (void *)-1 && increment > 0 && check_enabled())
+  if (old == (void *)-1)
+    errno = saved;
+  else if (increment > 0 && check_enabled())
     check_ranges_add(old, (size_t)increment);
   return old;
 }
