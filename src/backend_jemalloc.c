@@ -74,11 +74,13 @@ char *_secure_getenv(const char *name) {
   const char *user = secure_getenv("MALLOC_CONF");
   size_t len = (size_t)snprintf(conf, sizeof conf, "%s", ALLOCSHIM_JEMALLOC_DEFAULTS);
   if (allocshim_env_flag("PROF")) {
-    /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2. */
+    /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.
+     * A value profile_parse_sample refuses keeps jemalloc's default; profile_start says
+     * so, once, from the constructor. */
     const char *sample = allocshim_env("PROF_SAMPLE");
-    unsigned long long bytes = sample ? strtoull(sample, NULL, 10) : 0;
+    unsigned long long bytes = 0;
     len += (size_t)snprintf(conf + len, sizeof conf - len, ",prof:true,prof_active:true");
-    if (bytes > 0)
+    if (sample != NULL && profile_parse_sample(sample, &bytes))
       len += (size_t)snprintf(conf + len, sizeof conf - len, ",lg_prof_sample:%d",
                               63 - __builtin_clzll(bytes));
   }
