@@ -132,6 +132,15 @@ static int fd2_case(const char *path) {
   return 0; /* through exit(): the at-exit handlers run */
 }
 
+/* The descriptors above 2 this process has open, on one line ("" for none). */
+static int fds_case(void) {
+  for (int fd = 3; fd < 4096; fd++)
+    if (fcntl(fd, F_GETFD) != -1)
+      printf("%d ", fd);
+  printf("\n");
+  return 0;
+}
+
 /* The sampling interval jemalloc ended up with: mallctl("opt.lg_prof_sample"). */
 static int lg_sample_case(void) {
   int (*ctl)(const char *, void *, size_t *, void *, size_t) =
@@ -155,7 +164,9 @@ int main(int argc, char **argv) {
     return fd2_case(argv[2]);
   if (strcmp(mode, "lg-sample") == 0)
     return lg_sample_case();
+  if (strcmp(mode, "fds") == 0)
+    return fds_case();
   fprintf(stderr, "usage: sig_hostile closefrom PROF_DIR DATA_DIR DUMPS_PER_SIGNAL | closed-stdio "
-                  "PROF_DIR DUMPS_PER_SIGNAL | crash | fd2 FILE | lg-sample\n");
+                  "PROF_DIR DUMPS_PER_SIGNAL | crash | fd2 FILE | lg-sample | fds\n");
   return 2;
 }
