@@ -56,12 +56,14 @@ fatal)
       wait $pid
       fail "ALLOCSHIM_PROF_SIGNAL=$sig: still running 30 s after a segfault"
     fi
-    wait $pid
+    wait $pid 2>/dev/null # bash's own "Segmentation fault" line
     rc=$?
     [ $rc -eq 139 ] || fail "ALLOCSHIM_PROF_SIGNAL=$sig: exit $rc, want 139 (SIGSEGV)"
     [ "$(grep -c "^allocshim: ALLOCSHIM_PROF_SIGNAL=$sig refused: " "$tmp/err$n")" -eq 1 ] ||
       fail "ALLOCSHIM_PROF_SIGNAL=$sig: no refusal line"
-    [ "$(wc -l <"$tmp/err$n")" -eq 1 ] || fail "ALLOCSHIM_PROF_SIGNAL=$sig: more said than the refusal"
+    # mimalloc adds its one line: profiling is not supported there.
+    [ "$(grep -vc 'not supported on this platform' "$tmp/err$n")" -eq 1 ] ||
+      fail "ALLOCSHIM_PROF_SIGNAL=$sig: more said than the refusal"
   done
   ;;
 stats-exit)
