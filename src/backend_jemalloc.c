@@ -75,11 +75,13 @@ char *_secure_getenv(const char *name) {
   const char *user = secure_getenv("MALLOC_CONF");
   size_t len = (size_t)snprintf(conf, sizeof conf, "%s", ALLOCSHIM_JEMALLOC_DEFAULTS);
   if (allocshim_env_flag("PROF")) {
-    /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2. */
+    /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.
+     * A value profile_parse_sample refuses keeps jemalloc's default; profile_start says
+     * so, once, from the constructor. */
     const char *sample = allocshim_env("PROF_SAMPLE");
-    unsigned long long bytes = sample ? strtoull(sample, NULL, 10) : 0;
+    unsigned long long bytes = 0;
     len += (size_t)snprintf(conf + len, sizeof conf - len, ",prof:true,prof_active:true");
-    if (bytes > 0)
+    if (sample != NULL && profile_parse_sample(sample, &bytes))
       len += (size_t)snprintf(conf + len, sizeof conf - len, ",lg_prof_sample:%d",
                               63 - __builtin_clzll(bytes));
   }
@@ -121,10 +123,17 @@ static void oversize_threshold_early(void) {
  * record its mappings; and a dalloc hook, which jemalloc runs before it touches the
  * pointer, checks every free against them. Without the hook jemalloc's fast paths run
  * untouched: checked mode costs nothing when it is off. */
+/* A failed mmap or sbrk leaves errno as it was. jemalloc never reads their errno: the
+ * calls that report failure through errno (malloc, aligned_alloc) set ENOMEM
+ * themselves, and posix_memalign must leave errno untouched (src/backend.h). Restoring
+ * it here, on the failure path only, keeps the cost off posix_memalign's fast path. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   oversize_threshold_early();
+  int saved = errno;
   void *p = mmap(addr, len, prot, flags, fd, off);
-  if (p != MAP_FAILED && check_enabled())
+  if (p == MAP_FAILED)
+    errno = saved;
+  else if (check_enabled())
     check_ranges_add(p, len);
   return p;
 }
@@ -137,8 +146,11 @@ int _munmap(void *addr, size_t len) {
 }
 
 void *_sbrk(intptr_t increment) {
+  int saved = errno;
   void *old = sbrk(increment);
-  if (old != (void *)-1 && increment > 0 && check_enabled())
+  if (old == (void *)-1)
+    errno = saved;
+  else if (increment > 0 && check_enabled())
     check_ranges_add(old, (size_t)increment);
   return old;
 }

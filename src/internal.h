@@ -20,8 +20,16 @@ void allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Called once when the library loads: ALLOCSHIM_PROF_SIGNAL, _AT_EXIT and _DIR. */
 void profile_start(void);
-/* "USR2", "SIGUSR2" or "12" to a signal number; -1 for what cannot be caught. */
-int profile_parse_signal(const char *text);
+/* How many signal-requested dumps have finished, failed or not (for tests). */
+unsigned profile_signal_dumps_done(void);
+/* ALLOCSHIM_PROF_SIGNAL's value ("USR2", "SIGUSR2", "12", "RTMIN+2") to a signal
+ * number; -1, with *why (if why is not NULL) saying why, for what is not a signal or
+ * may not be chosen: uncatchable, fatal, reserved. */
+int profile_parse_signal(const char *text, const char **why);
+/* ALLOCSHIM_PROF_SAMPLE's value to bytes: true for 1 to PROF_SAMPLE_MAX written in
+ * decimal digits alone. Neither allocates nor touches errno. */
+#define PROF_SAMPLE_MAX (1ull << 40)
+bool profile_parse_sample(const char *text, unsigned long long *bytes);
 
 /* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
 void deepbind_start(void);

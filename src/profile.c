@@ -8,11 +8,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -467,71 +469,175 @@ static void dump_unattended(const char *trigger) {
 
 static void dump_at_exit(void) { dump_unattended("exit"); }
 
-/* The signal handler only writes a byte to this pipe; a dedicated thread does the
- * dump, so nothing unsafe runs in signal context. */
-static int wake[2] = {-1, -1};
+/* The handler only posts this semaphore (sem_post is async-signal-safe); a dedicated
+ * thread waits on it and does the dump, so nothing unsafe runs in signal context. A
+ * semaphore, not a pipe: a descriptor is something the program can close (closefrom),
+ * or be handed as its own stdin/stdout when it starts with those closed, and then the
+ * handler writes into the program's files. One post per signal, one dump per post. */
+static sem_t wake;
+/* The process whose thread waits on `wake`. A forked child has a copy of the semaphore
+ * but no thread (fork copies only the caller), and a child that has not exec'd may
+ * not safely start one; so in a child the signal is caught and does nothing: it
+ * neither dumps nor reaches the parent. Compared in the handler, which needs no
+ * pthread_atfork and holds for children made by clone() or vfork() too. */
+static pid_t dumper;
 
 static void on_signal(int sig) {
   (void)sig;
   int saved = errno;
-  char c = 1;
-  if (write(wake[1], &c, 1) < 0) { /* a full pipe already has a dump coming */
-  }
+  if (getpid() == dumper) /* EOVERFLOW: SEM_VALUE_MAX dumps are already owed */
+    sem_post(&wake);
   errno = saved;
 }
 
 static void ignore_signal(int sig) { (void)sig; }
 
+/* Dumps the thread has finished, for tests that must know a signal was handled
+ * rather than guess how long that takes. */
+static atomic_uint signal_dumps_done;
+unsigned profile_signal_dumps_done(void) { return atomic_load(&signal_dumps_done); }
+
 static void *dump_thread(void *arg) {
   (void)arg;
   for (;;) {
-    char c;
-    ssize_t n = read(wake[0], &c, 1);
-    if (n > 0)
+    if (sem_wait(&wake) == 0) {
       dump_unattended("signal");
-    else if (n == 0 || errno != EINTR)
+      atomic_fetch_add(&signal_dumps_done, 1);
+    } else if (errno != EINTR) {
       return NULL;
+    }
   }
 }
 
-/* A forked child has no dump thread; its signals must not wake the parent's. */
-static void forget_signal_in_child(void) {
-  if (wake[1] >= 0)
-    close(wake[1]);
-  wake[1] = -1;
+/* Signals the operator may not choose, and why. A fault signal (SEGV, BUS, ILL, FPE)
+ * is raised again by the faulting instruction as soon as a handler returns: caught, a
+ * real crash becomes an endless loop of dumps. The others are the ones whose default
+ * action is a core dump someone relies on (abort, debuggers, seccomp, ^\ for a hung
+ * program's core), or that the kernel sends in the program's ordinary work, where
+ * catching changes what the program does: PIPE (a program that should die on a closed
+ * pipe would go on), CHLD (a dump per child that exits), job control (a background
+ * read of the terminal with TTIN caught is retried forever), and the resource limits. */
+static const struct signal_name {
+  const char *name;
+  int sig;
+  const char *refused; /* NULL: may be chosen */
+} signal_names[] = {
+    {"HUP", SIGHUP, NULL},
+    {"INT", SIGINT, NULL},
+    {"QUIT", SIGQUIT, "its default action is a core dump, the way to see inside a hung program"},
+    {"ILL", SIGILL, "it reports a crash; caught, a real crash would loop forever"},
+    {"TRAP", SIGTRAP, "debuggers and breakpoints use it"},
+    {"ABRT", SIGABRT, "abort() and failed assertions raise it"},
+    {"IOT", SIGIOT, "abort() and failed assertions raise it"},
+    {"BUS", SIGBUS, "it reports a crash; caught, a real crash would loop forever"},
+    {"FPE", SIGFPE, "it reports a crash; caught, a real crash would loop forever"},
+    {"KILL", SIGKILL, "it cannot be caught"},
+    {"USR1", SIGUSR1, NULL},
+    {"SEGV", SIGSEGV, "it reports a crash; caught, a real crash would loop forever"},
+    {"USR2", SIGUSR2, NULL},
+    {"PIPE", SIGPIPE, "the kernel sends it on writes to a closed pipe or socket"},
+    {"ALRM", SIGALRM, NULL},
+    {"TERM", SIGTERM, NULL},
+#ifdef SIGSTKFLT
+    {"STKFLT", SIGSTKFLT, NULL},
+#endif
+    {"CHLD", SIGCHLD, "the kernel sends it whenever a child process ends"},
+    {"CONT", SIGCONT, NULL},
+    {"STOP", SIGSTOP, "it cannot be caught"},
+    {"TSTP", SIGTSTP, "it is job control (^Z)"},
+    {"TTIN", SIGTTIN, "it is job control: a background read of the terminal would retry forever"},
+    {"TTOU", SIGTTOU, "it is job control: a background write to the terminal would retry forever"},
+    {"URG", SIGURG, NULL},
+    {"XCPU", SIGXCPU, "the kernel sends it at the CPU time limit"},
+    {"XFSZ", SIGXFSZ, "the kernel sends it at the file size limit"},
+    {"VTALRM", SIGVTALRM, NULL},
+    {"PROF", SIGPROF, NULL},
+    {"WINCH", SIGWINCH, NULL},
+    {"IO", SIGIO, NULL},
+    {"POLL", SIGPOLL, NULL},
+#ifdef SIGPWR
+    {"PWR", SIGPWR, NULL},
+#endif
+    {"SYS", SIGSYS, "it reports a crash (a bad system call, seccomp)"},
+};
+
+/* Decimal digits only, no sign, at most 9 of them: a signal number or an RTMIN offset. */
+static int small_number(const char *text) {
+  int n = 0;
+  for (const char *p = text; *p; p++) {
+    if (*p < '0' || *p > '9' || p - text >= 9)
+      return -1;
+    n = n * 10 + (*p - '0');
+  }
+  return text[0] ? n : -1;
 }
 
-int profile_parse_signal(const char *text) {
-  static const struct {
-    const char *name;
-    int sig;
-  } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"USR1", SIGUSR1},
-               {"USR2", SIGUSR2}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
-               {"URG", SIGURG},   {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-               {"PWR", SIGPWR},   {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU}};
+int profile_parse_signal(const char *text, const char **why) {
+  const char *unused;
+  if (why == NULL)
+    why = &unused;
+  *why = "it is not a signal name (USR2, SIGUSR2, RTMIN+3) or number";
   if (strncmp(text, "SIG", 3) == 0)
     text += 3;
-  char *end;
-  long n = strtol(text, &end, 10);
-  if (end != text && *end == '\0')
-    return n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n : -1;
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(text, names[i].name) == 0)
-      return names[i].sig;
+  int n = small_number(text);
+  if (strncmp(text, "RTMIN", 5) == 0 || strncmp(text, "RTMAX", 5) == 0) {
+    int off = text[5] == '\0' ? 0 : small_number(text + 6);
+    if (off < 0 || (text[5] != '\0' && text[5] != (text[4] == 'N' ? '+' : '-')))
+      return -1;
+    n = text[4] == 'N' ? SIGRTMIN + off : SIGRTMAX - off;
+    if (n < SIGRTMIN || n > SIGRTMAX) {
+      *why = "it is outside SIGRTMIN..SIGRTMAX";
+      return -1;
+    }
+  } else if (n < 0) {
+    for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+      if (strcmp(text, signal_names[i].name) == 0)
+        n = signal_names[i].sig;
+    if (n < 0)
+      return -1;
+  }
+  for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+    if (n == signal_names[i].sig && signal_names[i].refused) {
+      *why = signal_names[i].refused;
+      return -1;
+    }
+  if (n >= SIGRTMIN && n <= SIGRTMAX)
+    return n;
+  /* Between the standard signals and SIGRTMIN lie glibc's own (thread cancellation,
+   * setxid): sigaction refuses them. */
+  *why = n > 0 && n < SIGRTMIN ? "the C library reserves it" : "it is not a signal on this system";
+  for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+    if (n == signal_names[i].sig)
+      return n;
   return -1;
 }
 
-static void start_signal_dumps(const char *text) {
-  int sig = profile_parse_signal(text);
-  if (sig < 0) {
-    allocshim_say("ALLOCSHIM_PROF_SIGNAL=%s is not a signal that can be caught; ignored", text);
+/* The signal for ALLOCSHIM_PROF_SIGNAL, or -1 after saying why it was refused. */
+static int chosen_signal(const char *text) {
+  const char *why;
+  int sig = profile_parse_signal(text, &why);
+  if (sig < 0)
+    allocshim_say("ALLOCSHIM_PROF_SIGNAL=%s refused: %s; no heap dumps on signal", text, why);
+  return sig;
+}
+
+static bool catch_signal(int sig, void (*handler)(int)) {
+  struct sigaction sa = {0};
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, NULL) == 0)
+    return true;
+  allocshim_say("no heap dumps on signal: sigaction(%d): %s", sig, strerror(errno));
+  return false;
+}
+
+static void start_signal_dumps(int sig) {
+  if (sem_init(&wake, 0, 0) != 0) {
+    allocshim_say("no heap dumps on signal: semaphore: %s", strerror(errno));
     return;
   }
-  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-    allocshim_say("no heap dumps on signal: pipe: %s", strerror(errno));
-    return;
-  }
-  fcntl(wake[0], F_SETFL, 0); /* the reader blocks; only the writer must not */
+  dumper = getpid();
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits "all blocked" */
@@ -543,41 +649,81 @@ static void start_signal_dumps(const char *text) {
     return;
   }
   pthread_detach(tid);
-  pthread_atfork(NULL, NULL, forget_signal_in_child);
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(sig, &sa, NULL);
+  catch_signal(sig, on_signal);
+}
+
+/* ALLOCSHIM_PROF_SAMPLE: whole bytes, 1 to 2^40 (a sample per TiB is already next to
+ * none). Digits only: strtoull would take "-1" as ULLONG_MAX, and an overflow as the
+ * same, and either would switch sampling off in silence. Parsed by hand because it
+ * runs inside jemalloc's first allocation, where errno must stay as it was. */
+bool profile_parse_sample(const char *text, unsigned long long *bytes) {
+  unsigned long long n = 0;
+  for (const char *p = text; *p; p++) {
+    if (*p < '0' || *p > '9')
+      return false;
+    n = n * 10 + (unsigned long long)(*p - '0');
+    if (n > PROF_SAMPLE_MAX)
+      return false;
+  }
+  if (n == 0)
+    return false;
+  *bytes = n;
+  return true;
+}
+
+/* "0", "no" and the like: the operator switched profiling off on purpose. */
+static bool said_no(const char *v) {
+  static const char *const no[] = {"0", "n", "no", "false", "off"};
+  for (size_t i = 0; v != NULL && i < sizeof no / sizeof no[0]; i++)
+    if (strcasecmp(v, no[i]) == 0)
+      return true;
+  return false;
 }
 
 void profile_start(void) {
   const char *prof = allocshim_env("PROF"), *sig = allocshim_env("PROF_SIGNAL");
-  const char *dir = allocshim_env("PROF_DIR");
+  const char *dir = allocshim_env("PROF_DIR"), *sample = allocshim_env("PROF_SAMPLE");
   bool at_exit = allocshim_env_flag("PROF_AT_EXIT");
-  if (prof == NULL && sig == NULL && dir == NULL && !at_exit)
+  bool others = sig != NULL || dir != NULL || sample != NULL || at_exit;
+  if (prof == NULL && !others)
     return;
+  int signo = sig ? chosen_signal(sig) : -1;
   int status = be_profile_status();
-  if (status == ALLOC_ENOTSUP) {
+  if (status != ALLOC_OK) {
     /* The operator's runbook may still send the signal: it must not kill the program.
      * A handler (not SIG_IGN) so that exec'd children get the default back. */
-    int signo = sig ? profile_parse_signal(sig) : -1;
-    if (signo > 0)
-      signal(signo, ignore_signal);
-    allocshim_say("heap profiling is not supported on this platform: allocshim uses %s %s "
-                  "here; the ALLOCSHIM_PROF settings are ignored%s",
-                  alloc_backend(), alloc_backend_version(),
-                  signo > 0 ? " (the signal is caught and does nothing)" : "");
+    bool caught = signo > 0 && catch_signal(signo, ignore_signal);
+    const char *note = caught ? " (the signal is caught and does nothing)" : "";
+    if (said_no(prof)) {
+      if (others)
+        allocshim_say("ALLOCSHIM_PROF=%s switches heap profiling off; the other ALLOCSHIM_PROF_* "
+                      "settings are ignored%s",
+                      prof, note);
+    } else if (status == ALLOC_ENOTSUP) {
+      allocshim_say("heap profiling is not supported on this platform: allocshim uses %s %s "
+                    "here; the ALLOCSHIM_PROF settings are ignored%s",
+                    alloc_backend(), alloc_backend_version(), note);
+    } else if (prof == NULL) {
+      allocshim_say("ALLOCSHIM_PROF_* settings need ALLOCSHIM_PROF=1; ignored%s", note);
+    } else if (allocshim_env_flag("PROF")) {
+      allocshim_say("ALLOCSHIM_PROF=%s, but jemalloc's profiling is off (MALLOC_CONF has the last "
+                    "word); the ALLOCSHIM_PROF_* settings are ignored%s",
+                    prof, note);
+    } else {
+      allocshim_say("ALLOCSHIM_PROF=%s is neither 1 nor 0; heap profiling is off%s%s", prof,
+                    others ? " and the other ALLOCSHIM_PROF_* settings are ignored" : "", note);
+    }
     return;
   }
-  if (status != ALLOC_OK) {
-    allocshim_say("ALLOCSHIM_PROF_* settings need ALLOCSHIM_PROF=1; ignored");
-    return;
-  }
+  unsigned long long bytes;
+  if (sample != NULL && !profile_parse_sample(sample, &bytes))
+    allocshim_say("ALLOCSHIM_PROF_SAMPLE=%s refused: not a whole number of bytes from 1 to "
+                  "%llu; jemalloc's default sampling is kept",
+                  sample, (unsigned long long)PROF_SAMPLE_MAX);
   if (dir != NULL)
     set_prof_dir(dir);
-  if (sig != NULL)
-    start_signal_dumps(sig);
+  if (signo > 0)
+    start_signal_dumps(signo);
   if (at_exit)
     atexit(dump_at_exit);
 }

@@ -6,10 +6,14 @@
 #include "internal.h"
 
 #include <allocshim.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int alloc_stats(alloc_stats_t *out) {
   if (out == NULL) {
@@ -20,14 +24,36 @@ int alloc_stats(alloc_stats_t *out) {
   return ALLOC_OK;
 }
 
-/* A field for printing: the number, or `unknown` (text) / null (JSON). */
-static void put(FILE *f, const char *sep, const char *name, size_t v, bool json) {
-  if (json)
-    v == ALLOC_STAT_UNKNOWN ? fprintf(f, "%s\"%s\":null", sep, name)
-                            : fprintf(f, "%s\"%s\":%zu", sep, name, v);
+/* A field for printing, appended at buf + *len: the number, or `unknown` (text) /
+ * null (JSON). */
+static void put(char *buf, size_t cap, size_t *len, const char *sep, const char *name, size_t v,
+                bool json) {
+  char num[24];
+  if (v == ALLOC_STAT_UNKNOWN)
+    snprintf(num, sizeof num, "%s", json ? "null" : "unknown");
   else
-    v == ALLOC_STAT_UNKNOWN ? fprintf(f, "%s%s=unknown", sep, name)
-                            : fprintf(f, "%s%s=%zu", sep, name, v);
+    snprintf(num, sizeof num, "%zu", v);
+  int n = snprintf(buf + *len, cap - *len, json ? "%s\"%s\":%s" : "%s%s=%s", sep, name, num);
+  if (n > 0)
+    *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+/* The statistics as one line, into a buffer rather than a FILE, so that the at-exit
+ * line can be written with write() to a descriptor checked first (below). */
+static size_t format_stats(char *buf, size_t cap, bool json) {
+  alloc_stats_t s;
+  be_stats(&s);
+  const char *sep = json ? "," : " ";
+  int n = snprintf(buf, cap, json ? "{\"backend\":\"%s\",\"version\":\"%s\"" : "allocshim: %s %s:",
+                   alloc_backend(), alloc_backend_version());
+  size_t len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+  put(buf, cap, &len, sep, "allocated", s.allocated, json);
+  put(buf, cap, &len, sep, "active", s.active, json);
+  put(buf, cap, &len, sep, "resident", s.resident, json);
+  put(buf, cap, &len, sep, "mapped", s.mapped, json);
+  put(buf, cap, &len, sep, "retained", s.retained, json);
+  n = snprintf(buf + len, cap - len, json ? "}\n" : "\n");
+  return n > 0 && len + (size_t)n < cap ? len + (size_t)n : cap - 1;
 }
 
 int alloc_stats_print(FILE *f, int format) {
@@ -35,18 +61,9 @@ int alloc_stats_print(FILE *f, int format) {
     errno = EINVAL;
     return ALLOC_EINVAL;
   }
-  alloc_stats_t s;
-  be_stats(&s);
-  bool json = format == ALLOC_FORMAT_JSON;
-  const char *sep = json ? "," : " ";
-  fprintf(f, json ? "{\"backend\":\"%s\",\"version\":\"%s\"" : "allocshim: %s %s:", alloc_backend(),
-          alloc_backend_version());
-  put(f, sep, "allocated", s.allocated, json);
-  put(f, sep, "active", s.active, json);
-  put(f, sep, "resident", s.resident, json);
-  put(f, sep, "mapped", s.mapped, json);
-  put(f, sep, "retained", s.retained, json);
-  fputs(json ? "}\n" : "\n", f);
+  char line[512];
+  format_stats(line, sizeof line, format == ALLOC_FORMAT_JSON);
+  fputs(line, f);
   return fflush(f) == 0 && !ferror(f) ? ALLOC_OK : (errno = EIO, ALLOC_EIO);
 }
 
@@ -131,9 +148,54 @@ int stats_mallopt(int param, int value) {
   return 1;
 }
 
-static void print_at_exit(void) { alloc_stats_print(stderr, ALLOC_FORMAT_TEXT); }
+/* ALLOCSHIM_STATS_AT_EXIT's line goes to the stderr the program started with, and
+ * nowhere else. Programs close stderr at exit (coreutils' close_stdout, an atexit
+ * handler registered after ours, so it runs first), and a program may have put a
+ * file of its own on descriptor 2. So, only with the setting, start-up keeps which
+ * file descriptor 2 was (device and inode) and a close-on-exec copy of it at a high
+ * number, out of the way of the lowest-free rule programs rely on. At exit the line
+ * goes to descriptor 2 if it is still that file, else to the copy if it still is
+ * (the program may have closed or reused that number too), else nowhere. It is
+ * written with write(): the stderr FILE may have been closed. */
+static int err_copy = -1;
+static dev_t err_dev;
+static ino_t err_ino;
+
+static bool first_stderr(int fd) {
+  struct stat sb;
+  return fd >= 0 && fstat(fd, &sb) == 0 && sb.st_dev == err_dev && sb.st_ino == err_ino;
+}
+
+static void print_at_exit(void) {
+  int fd = first_stderr(STDERR_FILENO) ? STDERR_FILENO : first_stderr(err_copy) ? err_copy : -1;
+  if (fd < 0)
+    return;
+  int saved = errno;
+  char line[512];
+  size_t len = format_stats(line, sizeof line, false);
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(fd, line + off, len - off);
+    if (w <= 0 && errno != EINTR)
+      break;
+    off += w > 0 ? (size_t)w : 0;
+  }
+  errno = saved;
+}
 
 void stats_start(void) {
-  if (allocshim_env_flag("STATS_AT_EXIT"))
-    atexit(print_at_exit);
+  if (!allocshim_env_flag("STATS_AT_EXIT"))
+    return;
+  struct stat sb;
+  if (fstat(STDERR_FILENO, &sb) != 0)
+    return; /* started without stderr: whatever takes its number later is not it */
+  err_dev = sb.st_dev;
+  err_ino = sb.st_ino;
+  /* Below 1024, where a descriptor is usable with select(), and clear of the low
+   * numbers; lower when the limit is. Without a copy the line still goes to fd 2. */
+  struct rlimit rl;
+  int high = 1000;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024)
+    high = (int)rl.rlim_cur * 3 / 4;
+  err_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, high);
+  atexit(print_at_exit);
 }
