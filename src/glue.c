@@ -36,7 +36,9 @@ void *glue_pvalloc(size_t size) {
 /* An alignment that is not a power of two cannot have come from aligned_alloc; such
  * a call is undefined in C23, and the safe answer is the unsized free. */
 void glue_free_aligned_sized(void *p, size_t align, size_t size) {
-  if (be_pow2(align))
+  if (!glue_malloc_is_ours())
+    glue_other_free(p);
+  else if (be_pow2(align))
     be_free_aligned_sized(p, align, size);
   else
     be_free(p);

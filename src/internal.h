@@ -23,6 +23,10 @@ void profile_start(void);
 /* "USR2", "SIGUSR2" or "12" to a signal number; -1 for what cannot be caught. */
 int profile_parse_signal(const char *text);
 
+/* Called once when the library loads: whose malloc the process uses (src/foreign.c),
+ * said under ALLOCSHIM_VERBOSE when it is not the shim's. */
+void foreign_start(void);
+
 /* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
 void deepbind_start(void);
 
