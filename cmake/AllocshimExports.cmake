@@ -15,8 +15,8 @@ if(ALLOCSHIM_TARGET_GLIBC)
        __libc_memalign __libc_valloc __libc_pvalloc
        # glibc's introspection, answered by the backend (src/stats.c)
        mallinfo2 mallinfo malloc_stats malloc_info malloc_trim mallopt
-       # dlopen without RTLD_DEEPBIND's bypass of the shim (src/deepbind.c)
-       dlopen)
+       # dlopen and dlmopen without RTLD_DEEPBIND's bypass of the shim (src/deepbind.c)
+       dlopen dlmopen)
 endif()
 
 # operator new/delete; size_t mangles as 'm' on LP64 and 'j' on 32-bit targets.

@@ -45,6 +45,7 @@ __attribute__((constructor)) static void allocshim_start(void) {
                   alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?", alloc_version(),
                   check_on ? ", checked mode" : "");
   }
+  foreign_start();
   profile_start();
   stats_start();
   deepbind_start();

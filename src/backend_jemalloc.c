@@ -63,34 +63,65 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * returns the memory. */
 #define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:16777216"
 
+/* A program's own options, the way libjemalloc documents them: a global
+ * `const char *malloc_conf` in the program. The build renamed jemalloc's definition, so
+ * the name is free for this weak reference, which the dynamic linker binds when it
+ * loads the shim (to the program's symbol, or to libjemalloc's NULL one, or to nothing):
+ * no lookup at run time, where dlsym could allocate inside jemalloc's first allocation.
+ * A program exports the symbol when it links libjemalloc or the shim, which define or
+ * refer to it; linked with the static archive, it binds at link time. */
+extern const char *const malloc_conf __attribute__((weak));
+
+/* Appends ",text" (or text first) when it fits; false when it does not. */
+static bool conf_add(char *conf, size_t size, size_t *len, const char *text) {
+  if (text == NULL || text[0] == '\0')
+    return true;
+  int n = snprintf(conf + *len, size - *len, "%s%s", *len ? "," : "", text);
+  if (n < 0 || (size_t)n >= size - *len) {
+    conf[*len] = '\0';
+    return false;
+  }
+  *len += (size_t)n;
+  return true;
+}
+
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
  * allocation, which can come before any constructor of ours. The build renames that
- * call to this function, so the shim's defaults and ALLOCSHIM_ settings are in place
- * however early that is. They go first: jemalloc lets later options win, so
- * MALLOC_CONF keeps the last word. No allocation is allowed here. */
+ * call to this function, so the shim's options are in place however early that is.
+ * jemalloc lets later options win; this string comes last of its sources, so it
+ * repeats the earlier ones in libjemalloc's order, the shim's defaults first:
+ * defaults, the program's malloc_conf, /etc/malloc.conf, ALLOCSHIM_ settings,
+ * MALLOC_CONF. No allocation is allowed here. */
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  size_t len = (size_t)snprintf(conf, sizeof conf, "%s", ALLOCSHIM_JEMALLOC_DEFAULTS);
+  size_t len = 0;
+  conf[0] = '\0';
+  bool fits = conf_add(conf, sizeof conf, &len, ALLOCSHIM_JEMALLOC_DEFAULTS) &&
+              conf_add(conf, sizeof conf, &len, &malloc_conf ? malloc_conf : NULL);
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. */
+  char link[256];
+  ssize_t n = readlink("/etc/malloc.conf", link, sizeof link - 1);
+  link[n > 0 ? n : 0] = '\0';
+  fits = fits && conf_add(conf, sizeof conf, &len, link);
   if (allocshim_env_flag("PROF")) {
     /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.
      * A value profile_parse_sample refuses keeps jemalloc's default; profile_start says
      * so, once, from the constructor. */
     const char *sample = allocshim_env("PROF_SAMPLE");
     unsigned long long bytes = 0;
-    len += (size_t)snprintf(conf + len, sizeof conf - len, ",prof:true,prof_active:true");
+    char prof[64];
+    snprintf(prof, sizeof prof, "prof:true,prof_active:true");
     if (sample != NULL && profile_parse_sample(sample, &bytes))
-      len += (size_t)snprintf(conf + len, sizeof conf - len, ",lg_prof_sample:%d",
-                              63 - __builtin_clzll(bytes));
+      snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:%d",
+               63 - __builtin_clzll(bytes));
+    fits = fits && conf_add(conf, sizeof conf, &len, prof);
   }
-  if (user != NULL && user[0] != '\0') {
-    /* Too long to append to: the user's options alone, rather than a cut-off one. */
-    if (len + 1 + strlen(user) >= sizeof conf)
-      return (char *)user;
-    snprintf(conf + len, sizeof conf - len, ",%s", user);
-  }
+  /* Too long to assemble: the user's options alone, rather than a cut-off string. */
+  if (!fits || !conf_add(conf, sizeof conf, &len, user))
+    return (char *)user;
   return conf;
 }
 

@@ -12,12 +12,26 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 /* In .data.rel.ro: the dynamic linker fills it in, then makes it read-only. */
 __attribute__((section(".data.rel.ro"))) struct be_mi_frees be_mi = {mi_free, mi_free_size,
                                                                      mi_free_size_aligned};
+
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* mimalloc's MIMALLOC_* options come from environ, read through this (the build
+ * renames mimalloc's one use of environ; cmake/AllocshimBackend.cmake): a setuid or
+ * setgid program sees no environment there, as it would through secure_getenv.
+ * AT_SECURE is what secure_getenv asks, and is readable before libc has started,
+ * which is when mimalloc may first look. */
+char ***allocshim_mi_environ(void);
+char ***allocshim_mi_environ(void) {
+  static char **none = NULL;
+  return getauxval(AT_SECURE) ? &none : &environ;
+}
+#endif
 
 /* mimalloc's out-of-memory and size-overflow reports become errno, as glibc sets it;
  * other reports (a bad free, say) keep mimalloc's default handling, which in a

@@ -1,5 +1,5 @@
-/* dlopen with RTLD_DEEPBIND, made safe: such a library looks malloc up in its own
- * dependencies first (glibc), behind the shim's back, and its pointers cross over. */
+/* dlopen and dlmopen with RTLD_DEEPBIND, made safe: such a library looks malloc up in
+ * its own dependencies first (glibc), behind the shim's back, and its pointers cross over. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -8,30 +8,44 @@
 #include <stdatomic.h>
 
 typedef void *(*dlopen_fn)(const char *file, int mode);
+typedef void *(*dlmopen_fn)(Lmid_t lmid, const char *file, int mode);
 static _Atomic(dlopen_fn) next_dlopen;
+static _Atomic(dlmopen_fn) next_dlmopen;
 static bool keep_deepbind;
 
 void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
 
 #if defined(RTLD_DEEPBIND) /* glibc */
 
-/* dlopen's flags with RTLD_DEEPBIND dropped (saying so once), unless
- * ALLOCSHIM_DEEPBIND=1 asks to keep it. Not static, and "used": ppc64el's dlopen
- * calls it from assembly, which the compiler (and LTO) cannot see. */
-__attribute__((used)) int deepbind_mode(const char *file, int mode);
-int deepbind_mode(const char *file, int mode) {
+/* The flags with RTLD_DEEPBIND dropped (saying so once), unless ALLOCSHIM_DEEPBIND=1
+ * asks to keep it. */
+static int drop_deepbind(const char *call, const char *file, int mode) {
   if ((mode & RTLD_DEEPBIND) && !keep_deepbind) {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&said))
-      allocshim_say("dlopen(\"%s\", RTLD_DEEPBIND): RTLD_DEEPBIND dropped so that the library "
+      allocshim_say("%s\"%s\", RTLD_DEEPBIND): RTLD_DEEPBIND dropped so that the library "
                     "uses allocshim's malloc, not glibc's (ALLOCSHIM_DEEPBIND=1 keeps it)",
-                    file ? file : "(main program)");
+                    call, file ? file : "(main program)");
     mode &= ~RTLD_DEEPBIND;
   }
   return mode;
 }
 
-/* glibc's dlopen, found once. Both helpers take and return values only: a local
+/* Not static, and "used": ppc64el's dlopen and dlmopen call these from assembly,
+ * which the compiler (and LTO) cannot see. */
+__attribute__((used)) int deepbind_mode(const char *file, int mode);
+int deepbind_mode(const char *file, int mode) { return drop_deepbind("dlopen(", file, mode); }
+
+/* Only the base namespace holds the shim. A new one (LM_ID_NEWLM, or one made
+ * earlier) loads its own libc, whose malloc its libraries use with or without the flag:
+ * its blocks never meet the shim's unless the program passes them across namespaces,
+ * which no allocator survives. */
+__attribute__((used)) int deepbind_dlmopen_mode(Lmid_t lmid, const char *file, int mode);
+int deepbind_dlmopen_mode(Lmid_t lmid, const char *file, int mode) {
+  return lmid == LM_ID_BASE ? drop_deepbind("dlmopen(LM_ID_BASE, ", file, mode) : mode;
+}
+
+/* glibc's dlopen and dlmopen, found once. The helpers take and return values only: a local
  * whose address escaped would keep the compiler from the tail call below. */
 __attribute__((used)) dlopen_fn deepbind_next(void);
 dlopen_fn deepbind_next(void) {
@@ -43,9 +57,19 @@ dlopen_fn deepbind_next(void) {
   return next;
 }
 
-/* glibc's dlopen finds its caller from its return address (for RUNPATH and $ORIGIN),
- * so this must jump to it, not call it: the build compiles this file with sibling
- * calls on, and tests/stress checks a RUNPATH lookup through it. */
+__attribute__((used)) dlmopen_fn deepbind_next_dlmopen(void);
+dlmopen_fn deepbind_next_dlmopen(void) {
+  dlmopen_fn next = atomic_load_explicit(&next_dlmopen, memory_order_relaxed);
+  if (next == NULL) {
+    next = (dlmopen_fn)dlsym(RTLD_NEXT, "dlmopen");
+    atomic_store_explicit(&next_dlmopen, next, memory_order_relaxed);
+  }
+  return next;
+}
+
+/* glibc's dlopen and dlmopen find their caller from the return address (for RUNPATH
+ * and $ORIGIN), so these must jump to them, not call them: the build compiles this
+ * file with sibling calls on, and tests/stress checks a RUNPATH lookup through it. */
 #if defined(__powerpc64__) && defined(_CALL_ELF) && _CALL_ELF == 2
 /* GCC never makes an indirect tail call under the ELFv2 ABI (POWER before 10), so on
  * ppc64el the same steps are written out: the mode, glibc's dlopen, then a branch with
@@ -89,9 +113,51 @@ __asm__(".pushsection .text\n"
         "   .cfi_endproc\n"
         ".size dlopen, .-dlopen\n"
         ".popsection\n");
+/* dlmopen the same way: lmid, file and mode in r3-r5 are deepbind_dlmopen_mode's
+ * arguments as they stand; the frame keeps lmid, file and the new mode. */
+__asm__(".pushsection .text\n"
+        ".globl dlmopen\n"
+        ".type dlmopen, @function\n"
+        ".p2align 4\n"
+        "dlmopen:\n"
+        "   .cfi_startproc\n"
+        "   .localentry dlmopen, 1\n"
+        "   mflr 0\n"
+        "   std 0, 16(1)\n"
+        "   .cfi_offset lr, 16\n"
+        "   stdu 1, -64(1)\n" /* 32-byte header, then lmid, file and the new mode */
+        "   .cfi_def_cfa_offset 64\n"
+        "   std 3, 32(1)\n"
+        "   std 4, 40(1)\n"
+        "   bcl 20, 31, 1f\n"
+        "1: mflr 11\n"
+        "   addis 2, 11, .TOC.-1b@ha\n"
+        "   addi 2, 2, .TOC.-1b@l\n"
+        "   bl deepbind_dlmopen_mode\n"
+        "   nop\n"
+        "   stw 3, 48(1)\n"
+        "   bl deepbind_next_dlmopen\n"
+        "   nop\n"
+        "   mr 12, 3\n"
+        "   ld 3, 32(1)\n"
+        "   ld 4, 40(1)\n"
+        "   lwa 5, 48(1)\n"
+        "   addi 1, 1, 64\n"
+        "   .cfi_def_cfa_offset 0\n"
+        "   ld 0, 16(1)\n"
+        "   mtlr 0\n"
+        "   .cfi_restore lr\n"
+        "   mtctr 12\n"
+        "   bctr\n"
+        "   .cfi_endproc\n"
+        ".size dlmopen, .-dlmopen\n"
+        ".popsection\n");
 #else
 ALLOC_API void *dlopen(const char *file, int mode) {
   return deepbind_next()(file, deepbind_mode(file, mode));
+}
+ALLOC_API void *dlmopen(Lmid_t lmid, const char *file, int mode) {
+  return deepbind_next_dlmopen()(lmid, file, deepbind_dlmopen_mode(lmid, file, mode));
 }
 #endif
 #endif

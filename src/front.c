@@ -31,7 +31,7 @@ EXPORT BE_DIRECT void *calloc(size_t c, size_t n) { return be_calloc(c, n); }
 EXPORT void *realloc(void *p, size_t n) { return glue_realloc(p, n); }
 EXPORT void *reallocarray(void *p, size_t c, size_t n) { return glue_reallocarray(p, c, n); }
 EXPORT BE_DIRECT void free(void *p) { be_free(p); }
-EXPORT void free_sized(void *p, size_t n) { be_free_sized(p, n); }
+EXPORT void free_sized(void *p, size_t n) { glue_free_sized(p, n); }
 EXPORT void free_aligned_sized(void *p, size_t a, size_t n) { glue_free_aligned_sized(p, a, n); }
 EXPORT int posix_memalign(void **out, size_t a, size_t n) { return glue_posix_memalign(out, a, n); }
 EXPORT BE_DIRECT void *aligned_alloc(size_t a, size_t n) { return glue_aligned_alloc(a, n); }

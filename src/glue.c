@@ -1,8 +1,9 @@
 /* The out-of-line half of the semantics glue: legacy page-aligned entry points and
- * operator new's failure path (new-handler loop, std::bad_alloc). */
+ * operator new's failure path (new-handler loop, std::bad_alloc, nothrow's nullptr). */
 #define _GNU_SOURCE
 #include "glue.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -36,7 +37,9 @@ void *glue_pvalloc(size_t size) {
 /* An alignment that is not a power of two cannot have come from aligned_alloc; such
  * a call is undefined in C23, and the safe answer is the unsized free. */
 void glue_free_aligned_sized(void *p, size_t align, size_t size) {
-  if (be_pow2(align))
+  if (!glue_malloc_is_ours())
+    glue_other_free(p);
+  else if (be_pow2(align))
     be_free_aligned_sized(p, align, size);
   else
     be_free(p);
@@ -47,7 +50,52 @@ typedef void (*new_handler_fn)(void);
 extern new_handler_fn _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
+/* The C++ runtime's own nothrow operator new (libstdc++'s or libc++'s, whichever is
+ * next after the shim). Both call the throwing operator new, which interposition makes
+ * the shim's, inside a try block, and turn whatever escapes into nullptr. C has no
+ * catch, so a nothrow failure with a new-handler that may throw is handed to it: the
+ * handler then runs inside that try block. */
+#if defined(__LP64__)
+#define SIZE_MANGLED "m"
+#else
+#define SIZE_MANGLED "j"
+#endif
+typedef void *(*nothrow_new_fn)(size_t size, const void *tag);
+typedef void *(*nothrow_new_aligned_fn)(size_t size, size_t align, const void *tag);
+
+/* NULL when no C++ runtime after the shim defines it. */
+static void *runtime_nothrow_new(const char *name) {
+  void *fn = dlsym(RTLD_NEXT, name);
+  Dl_info mine, theirs;
+  if (fn == NULL || !dladdr(fn, &theirs) || !dladdr((void *)runtime_nothrow_new, &mine) ||
+      theirs.dli_fbase == mine.dli_fbase)
+    return NULL; /* never the shim's own: that would come straight back here */
+  return fn;
+}
+
+/* True when the runtime's nothrow operator new answered; *out is then its answer,
+ * final: NULL, or a block from the shim's own operator new. */
+static bool nothrow_through_runtime(size_t size, size_t align, void **out) {
+  static void *plain, *aligned; /* found once each */
+  static const char tag;        /* std::nothrow_t is empty: only its address is passed */
+  void **slot = align ? &aligned : &plain;
+  void *fn = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  if (fn == NULL) {
+    fn = runtime_nothrow_new(align ? "_Znw" SIZE_MANGLED "St11align_val_tRKSt9nothrow_t"
+                                   : "_Znw" SIZE_MANGLED "RKSt9nothrow_t");
+    if (fn == NULL)
+      return false;
+    __atomic_store_n(slot, fn, __ATOMIC_RELAXED);
+  }
+  *out = align ? ((nothrow_new_aligned_fn)fn)(size, align, &tag) : ((nothrow_new_fn)fn)(size, &tag);
+  return true;
+}
+
 void *glue_cxx_new_failed(size_t size, size_t align, bool nothrow) {
+  void *answer;
+  if (nothrow && _ZSt15get_new_handlerv && _ZSt15get_new_handlerv() != NULL &&
+      nothrow_through_runtime(size, align, &answer))
+    return answer;
   for (;;) {
     new_handler_fn handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
     if (handler == NULL)

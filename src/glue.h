@@ -19,13 +19,38 @@ static inline void *glue_realloc(void *p, size_t n) {
   return be_realloc(p, n);
 }
 
+/* Whose malloc the process uses (src/foreign.c). Only the extra entry points that
+ * another allocator may lack (reallocarray, free_sized, free_aligned_sized) ask:
+ * malloc, free and the rest are never reached when another allocator wins. cfree
+ * stays free itself, as in glibc: an allocator that defines free but not cfree
+ * breaks it under glibc too (tcmalloc defines both). */
+enum { GLUE_MALLOC_UNKNOWN, GLUE_MALLOC_OURS, GLUE_MALLOC_OTHER };
+extern int glue_malloc_owner __attribute__((visibility("hidden")));
+bool glue_malloc_owner_slow(void);
+void *glue_other_realloc(void *p, size_t n);
+void glue_other_free(void *p);
+static inline bool glue_malloc_is_ours(void) {
+  return ALLOC_LIKELY(__atomic_load_n(&glue_malloc_owner, __ATOMIC_ACQUIRE) == GLUE_MALLOC_OURS) ||
+         glue_malloc_owner_slow();
+}
+
+/* As glibc's: the overflow check, then whichever realloc the process uses. */
 static inline void *glue_reallocarray(void *p, size_t count, size_t size) {
   size_t total;
   if (ALLOC_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
     errno = ENOMEM;
     return NULL;
   }
+  if (ALLOC_UNLIKELY(!glue_malloc_is_ours()))
+    return glue_other_realloc(p, total);
   return glue_realloc(p, total);
+}
+
+static inline void glue_free_sized(void *p, size_t size) {
+  if (ALLOC_UNLIKELY(!glue_malloc_is_ours()))
+    glue_other_free(p);
+  else
+    be_free_sized(p, size);
 }
 
 /* POSIX: the error is the return value; *out and errno are left alone on failure.

@@ -31,6 +31,10 @@ int profile_parse_signal(const char *text, const char **why);
 #define PROF_SAMPLE_MAX (1ull << 40)
 bool profile_parse_sample(const char *text, unsigned long long *bytes);
 
+/* Called once when the library loads: whose malloc the process uses (src/foreign.c),
+ * said under ALLOCSHIM_VERBOSE when it is not the shim's. */
+void foreign_start(void);
+
 /* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
 void deepbind_start(void);
 

@@ -160,6 +160,30 @@ void test_new_handler_loop(void **) {
   assert_int_equal(handler_calls, 3);
 }
 
+// libstdc++'s nothrow forms catch what a new-handler throws and return nullptr.
+int throwing_calls;
+void throwing_handler() {
+  ++throwing_calls;
+  throw std::bad_alloc();
+}
+
+void test_nothrow_with_throwing_handler(void **) {
+  std::set_new_handler(throwing_handler);
+  throwing_calls = 0;
+  assert_null(::operator new(impossible(), std::nothrow));
+  assert_null(::operator new[](impossible(), std::nothrow));
+  assert_null(::operator new(impossible(), std::align_val_t(64), std::nothrow));
+  assert_null(::operator new[](impossible(), std::align_val_t(4096), std::nothrow));
+  assert_int_equal(throwing_calls, 4); // each asked the handler once
+  // The throwing forms still throw, and a later success is unaffected.
+  assert_true(throws_bad_alloc([] { return ::operator new(impossible()); },
+                               [](void *p) { ::operator delete(p); }));
+  void *p = ::operator new(32, std::nothrow);
+  assert_non_null(p);
+  ::operator delete(p);
+  std::set_new_handler(nullptr);
+}
+
 void test_containers(void **) {
   std::map<std::string, std::vector<int>> m;
   for (int i = 0; i < 20000; i++)
@@ -181,6 +205,7 @@ int main() {
       cmocka_unit_test(test_nothrow_gives_null),
       cmocka_unit_test(test_throwing_new_throws_bad_alloc),
       cmocka_unit_test(test_new_handler_loop),
+      cmocka_unit_test(test_nothrow_with_throwing_handler),
       cmocka_unit_test(test_containers),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

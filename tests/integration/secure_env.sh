@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# ALLOCSHIM_* variables are read with secure_getenv: a setgid copy of a program, run
-# by an unprivileged user, ignores them, while a plain copy obeys. Needs root to make
-# the setgid copy; exits 77 (skipped) otherwise.
-# usage: secure_env.sh PROGRAM    (linked statically with allocshim, profiling-aware)
+# ALLOCSHIM_* variables (and on the mimalloc build MIMALLOC_*) are read securely: a
+# setgid copy of a program, run by an unprivileged user, ignores them, while a plain
+# copy obeys. Needs root to make the setgid copy; exits 77 (skipped) otherwise.
+# usage: secure_env.sh PROGRAM [BACKEND]  (PROGRAM linked statically with allocshim)
 set -uo pipefail
-prog=$1
+prog=$1 backend=${2:-jemalloc}
 [ "$(id -u)" -eq 0 ] || { echo "secure-env: needs root to create a setgid program; skipped"; exit 77; }
 command -v setpriv >/dev/null || { echo "secure-env: setpriv missing; skipped"; exit 77; }
 tmp=$(mktemp -d)
@@ -18,12 +18,22 @@ chmod 2755 "$tmp/setgid"
 
 run() { # as nobody, with every setting the shim knows
   setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    env ALLOCSHIM_VERBOSE=1 ALLOCSHIM_PROF=1 "$1" "$tmp/out/$(basename "$1").heap" >"$tmp/$2.out" 2>"$tmp/$2.err"
+    env ALLOCSHIM_VERBOSE=1 ALLOCSHIM_PROF=1 MIMALLOC_VERBOSE=1 MIMALLOC_SHOW_STATS=1 "$1" "$tmp/out/$(basename "$1").heap" >"$tmp/$2.out" 2>"$tmp/$2.err"
 }
 run "$tmp/plain" plain
 plain_rc=$?
 run "$tmp/setgid" setgid
 setgid_rc=$?
+fail=0
+if [ "$backend" = mimalloc ]; then
+  # mimalloc lists its options on stderr at start-up under MIMALLOC_VERBOSE=1.
+  [ $plain_rc -le 1 ] && grep -q 'serves pid' "$tmp/plain.err" && grep -q '^mimalloc: option' "$tmp/plain.err" ||
+    { echo "secure-env: FAIL: the plain copy did not obey ALLOCSHIM_* and MIMALLOC_*"; cat "$tmp/plain.out" "$tmp/plain.err"; fail=1; }
+  [ $setgid_rc -le 1 ] && ! grep -q 'serves pid' "$tmp/setgid.err" && ! grep -q '^mimalloc' "$tmp/setgid.err" ||
+    { echo "secure-env: FAIL: the setgid copy obeyed ALLOCSHIM_* or MIMALLOC_*"; cat "$tmp/setgid.out" "$tmp/setgid.err"; fail=1; }
+  [ $fail -eq 0 ] && echo "secure-env: ok: plain copy obeyed, setgid copy ignored ALLOCSHIM_VERBOSE and MIMALLOC_VERBOSE"
+  exit $fail
+fi
 fail=0
 [ $plain_rc -eq 0 ] && grep -q 'serves pid' "$tmp/plain.err" && [ -s "$tmp/out/plain.heap" ] ||
   { echo "secure-env: FAIL: the plain copy did not obey ALLOCSHIM_*"; cat "$tmp/plain.out" "$tmp/plain.err"; fail=1; }

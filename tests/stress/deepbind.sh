@@ -1,38 +1,47 @@
 #!/usr/bin/env bash
-# The php-fpm class of crash: a library dlopen'ed with RTLD_DEEPBIND gets glibc's
-# malloc while the program has the preloaded one. Shows it with the raw backend
-# preloaded, and that the shim (which drops RTLD_DEEPBIND, saying so once) survives.
+# The php-fpm class of crash: a library opened with RTLD_DEEPBIND (by dlopen, or by
+# dlmopen into the base namespace) gets glibc's malloc while the program has the
+# preloaded one. Shows it with the raw backend preloaded, and that the shim (which drops
+# RTLD_DEEPBIND, saying so once) survives; a new namespace is left alone, and survives.
 # usage: deepbind.sh LIBRARY PROCESS_LIFE PLUGIN [RAW_BACKEND]
 set -uo pipefail
 lib=$(readlink -f "$1") prog=$2 plugin=$(readlink -f "$3") raw=${4:-}
 fail=0
-if [ -n "$raw" ] && [ -e "$raw" ]; then
-  LD_PRELOAD="$raw" "$prog" deepbind "$plugin" >/dev/null 2>&1
-  rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "deepbind: note: $raw survived RTLD_DEEPBIND here"
-  else
-    echo "deepbind: the hazard is real: with $raw preloaded the program dies (exit $rc)"
+for phase in deepbind deepbind_dlmopen; do
+  if [ -n "$raw" ] && [ -e "$raw" ]; then
+    LD_PRELOAD="$raw" "$prog" $phase "$plugin" >/dev/null 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
+      echo "$phase: note: $raw survived RTLD_DEEPBIND here"
+    else
+      echo "$phase: the hazard is real: with $raw preloaded the program dies (exit $rc)"
+    fi
   fi
-fi
-out=$(LD_PRELOAD="$lib" "$prog" deepbind "$plugin" 2>&1)
+  out=$(LD_PRELOAD="$lib" "$prog" $phase "$plugin" 2>&1)
+  rc=$?
+  echo "$out"
+  [ $rc -eq 0 ] || { echo "$phase: FAIL: the shim did not survive (exit $rc)"; fail=1; }
+  [ "$(grep -c 'RTLD_DEEPBIND dropped' <<<"$out")" -eq 1 ] || { echo "$phase: FAIL: want the notice once"; fail=1; }
+  # The opt-out keeps the flag: the shim then does not interfere (and the hazard returns).
+  if LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 "$prog" $phase "$plugin" >/dev/null 2>&1; then
+    echo "$phase: note: with ALLOCSHIM_DEEPBIND=1 the program survived anyway"
+  else
+    echo "$phase: ALLOCSHIM_DEEPBIND=1 keeps RTLD_DEEPBIND, and with it the crash"
+  fi
+  # Checked mode turns that crash into a diagnosis that names RTLD_DEEPBIND.
+  out=$(LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 ALLOCSHIM_CHECK=1 "$prog" $phase "$plugin" 2>&1)
+  rc=$?
+  if [ $rc -eq 134 ] && grep -q "not allocated by.*RTLD_DEEPBIND" <<<"$out"; then
+    echo "$phase: with ALLOCSHIM_CHECK=1 as well, the foreign free is stopped and diagnosed"
+  else
+    echo "$phase: FAIL: ALLOCSHIM_CHECK=1 did not diagnose the foreign free (exit $rc)"
+    fail=1
+  fi
+done
+# A namespace of its own has its own libc and malloc, RTLD_DEEPBIND or not: kept.
+out=$(LD_PRELOAD="$lib" "$prog" dlmopen_newlm "$plugin" 2>&1)
 rc=$?
 echo "$out"
-[ $rc -eq 0 ] || { echo "deepbind: FAIL: the shim did not survive (exit $rc)"; fail=1; }
-[ "$(grep -c 'RTLD_DEEPBIND dropped' <<<"$out")" -eq 1 ] || { echo "deepbind: FAIL: want the notice once"; fail=1; }
-# The opt-out keeps the flag: the shim then does not interfere (and the hazard returns).
-if LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 "$prog" deepbind "$plugin" >/dev/null 2>&1; then
-  echo "deepbind: note: with ALLOCSHIM_DEEPBIND=1 the program survived anyway"
-else
-  echo "deepbind: ALLOCSHIM_DEEPBIND=1 keeps RTLD_DEEPBIND, and with it the crash"
-fi
-# Checked mode turns that crash into a diagnosis that names RTLD_DEEPBIND.
-out=$(LD_PRELOAD="$lib" ALLOCSHIM_DEEPBIND=1 ALLOCSHIM_CHECK=1 "$prog" deepbind "$plugin" 2>&1)
-rc=$?
-if [ $rc -eq 134 ] && grep -q "not allocated by.*RTLD_DEEPBIND" <<<"$out"; then
-  echo "deepbind: with ALLOCSHIM_CHECK=1 as well, the foreign free is stopped and diagnosed"
-else
-  echo "deepbind: FAIL: ALLOCSHIM_CHECK=1 did not diagnose the foreign free (exit $rc)"
-  fail=1
-fi
+[ $rc -eq 0 ] || { echo "dlmopen_newlm: FAIL: exit $rc"; fail=1; }
+! grep -q 'RTLD_DEEPBIND dropped' <<<"$out" || { echo "dlmopen_newlm: FAIL: the flag was dropped"; fail=1; }
 exit $fail

@@ -1,6 +1,6 @@
 /* Process life under the shim: fork with busy threads, fork+exec, a signal landing
- * inside malloc, threads exiting while others free their blocks, dlopen across the
- * boundary (also with RTLD_DEEPBIND), and allocation before main and after it.
+ * inside malloc, threads exiting while others free their blocks, dlopen and dlmopen
+ * across the boundary (RTLD_DEEPBIND too), and allocation before main and after it.
  * usage: process_life PHASE [PLUGIN]   (each phase exits 0 when it held) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -193,10 +193,16 @@ static int thread_exit_owner(void) {
 }
 
 /* ---- dlopen / dlclose of a library that allocates across the boundary ----------- */
-static int dlopen_cross(const char *plugin, int flags, const char *what) {
+/* Opened by dlopen, or by dlmopen into the base namespace (lmid LM_ID_BASE). */
+static void *open_plugin(const char *plugin, int flags, bool by_dlmopen) {
+  return by_dlmopen ? dlmopen(LM_ID_BASE, plugin, RTLD_NOW | flags)
+                    : dlopen(plugin, RTLD_NOW | flags);
+}
+
+static int dlopen_cross(const char *plugin, int flags, bool by_dlmopen, const char *what) {
   int bad = 0;
   for (int round = 0; round < 50; round++) {
-    void *h = dlopen(plugin, RTLD_NOW | flags);
+    void *h = open_plugin(plugin, flags, by_dlmopen);
     if (h == NULL) {
       fprintf(stderr, "%s: %s\n", what, dlerror());
       return 1;
@@ -219,6 +225,35 @@ static int dlopen_cross(const char *plugin, int flags, const char *what) {
   dlsym(RTLD_DEFAULT, "allocshim_no_such_symbol"); /* dlerror's message is malloc'd */
   dlerror();
   printf("%s: 50 dlopen/dlclose rounds, 15000 crossings, %d bad\n", what, bad);
+  return bad != 0;
+}
+
+/* ---- dlmopen into a namespace of its own ---------------------------------------------
+ * A new namespace loads its own libc, with glibc's malloc and without the preloaded
+ * shim; with RTLD_DEEPBIND it binds to that same libc. Its blocks are only ever its own
+ * (crossing namespaces is a bug under any allocator), so the shim leaves it alone. */
+static int dlmopen_own_namespace(const char *plugin) {
+  int bad = 0;
+  for (int round = 0; round < 5; round++) {
+    void *h = dlmopen(LM_ID_NEWLM, plugin, RTLD_NOW | RTLD_DEEPBIND);
+    if (h == NULL) {
+      fprintf(stderr, "dlmopen_newlm: %s\n", dlerror());
+      return 1;
+    }
+    void *(*p_alloc)(size_t) = (void *(*)(size_t))dlsym(h, "plugin_alloc");
+    void (*p_free)(void *) = (void (*)(void *))dlsym(h, "plugin_free");
+    char *(*p_strdup)(const char *) = (char *(*)(const char *))dlsym(h, "plugin_strdup");
+    for (int i = 0; i < 1000; i++) {
+      unsigned char *a = p_alloc((size_t)i * 37 + 1);
+      bad += a == NULL || a[0] != 0x5C;
+      p_free(a);
+      char *c = p_strdup("namespace");
+      bad += c == NULL || strcmp(c, "namespace") != 0;
+      p_free(c);
+    }
+    dlclose(h);
+  }
+  printf("dlmopen_newlm: 5 namespaces, 10000 blocks within them, %d bad\n", bad);
   return bad != 0;
 }
 
@@ -251,9 +286,13 @@ int main(int argc, char **argv) {
   if (strcmp(phase, "thread_exit_owner") == 0)
     return thread_exit_owner();
   if (strcmp(phase, "dlopen") == 0 && argc > 2)
-    return dlopen_cross(argv[2], 0, "dlopen");
+    return dlopen_cross(argv[2], 0, false, "dlopen");
   if (strcmp(phase, "deepbind") == 0 && argc > 2)
-    return dlopen_cross(argv[2], RTLD_DEEPBIND, "deepbind");
+    return dlopen_cross(argv[2], RTLD_DEEPBIND, false, "deepbind");
+  if (strcmp(phase, "deepbind_dlmopen") == 0 && argc > 2)
+    return dlopen_cross(argv[2], RTLD_DEEPBIND, true, "deepbind_dlmopen");
+  if (strcmp(phase, "dlmopen_newlm") == 0 && argc > 2)
+    return dlmopen_own_namespace(argv[2]);
   if (strcmp(phase, "early") == 0)
     return early();
   return fprintf(stderr, "process_life: unknown phase %s\n", phase), 2;

@@ -1,0 +1,26 @@
+/* A program that sets jemalloc's options the documented way, with its own malloc_conf
+ * symbol, and prints what took effect: "narenas N oversize_threshold M from LIB". */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *malloc_conf = "narenas:1,oversize_threshold:4194304";
+
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+int main(void) {
+  free(malloc(1)); /* jemalloc has read its options by now */
+  unsigned narenas = 0;
+  size_t threshold = 0, len = sizeof narenas;
+  if (mallctl("opt.narenas", &narenas, &len, NULL, 0) != 0)
+    return fprintf(stderr, "malloc_conf: mallctl(opt.narenas) failed\n"), 1;
+  len = sizeof threshold;
+  if (mallctl("opt.oversize_threshold", &threshold, &len, NULL, 0) != 0)
+    return fprintf(stderr, "malloc_conf: mallctl(opt.oversize_threshold) failed\n"), 1;
+  Dl_info info;
+  void *fn = dlsym(RTLD_DEFAULT, "mallctl");
+  printf("narenas %u oversize_threshold %zu from %s\n", narenas, threshold,
+         fn && dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "?");
+  return 0;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# jemalloc's per-program malloc_conf symbol under the shim, with libjemalloc's
+# precedence: the shim's defaults, then the program's malloc_conf, then MALLOC_CONF.
+# usage: malloc_conf.sh LIBRARY PROGRAM   (PROGRAM linked to libjemalloc, defining
+#        malloc_conf = "narenas:1,oversize_threshold:4194304")
+set -uo pipefail
+lib=$(readlink -f "$1") prog=$2
+fail=0
+expect() { # WANT DESCRIPTION [ENV=...]
+  local want=$1 what=$2 out
+  shift 2
+  out=$(env "$@" "$prog" 2>&1)
+  if [[ $out == "$want from "*liballocshim* ]]; then
+    echo "malloc-conf: ok: $what: $out"
+  else
+    echo "malloc-conf: FAIL: $what: '$out', want '$want' from liballocshim"
+    fail=1
+  fi
+}
+raw=$("$prog")
+echo "malloc-conf: libjemalloc alone: $raw"
+expect "narenas 1 oversize_threshold 4194304" "the program's malloc_conf" LD_PRELOAD="$lib"
+expect "narenas 3 oversize_threshold 4194304" "MALLOC_CONF over it" LD_PRELOAD="$lib" MALLOC_CONF=narenas:3
+expect "narenas 1 oversize_threshold 8388608" "MALLOC_CONF over both" LD_PRELOAD="$lib" MALLOC_CONF=oversize_threshold:8388608
+exit $fail
