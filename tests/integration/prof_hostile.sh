@@ -43,7 +43,7 @@ attack() {
   setpriv --reuid="$nobody_uid" --regid="$nobody_gid" --clear-groups "$attacker" "$dir" "$victim" "$secs" "$@" \
     >"$tmp/attacker.out" 2>&1 &
   apid=$!
-  for _ in $(seq 100); do grep -q ready "$tmp/attacker.out" && return; sleep 0.05; done
+  for _ in $(seq 600); do grep -q ready "$tmp/attacker.out" && return; sleep 0.05; done
 }
 stop_attack() { kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null; apid=; }
 
@@ -118,7 +118,12 @@ dump ALLOCSHIM_PROF_DIR="$pub" -- 50 -
 rc=$?
 dump -- 3 "$pub/app.heap"
 rc2=$?
-sleep 0.2
+# The attacker plants once it has seen a default name; on a busy machine it may only
+# get there after the dumps: wait for that (30 s at most), not for a guessed time.
+for _ in $(seq 600); do
+  [ -z "$(find "$pub" -maxdepth 1 -type l -user nobody -name 'allocshim.*.heap' -print -quit)" ] || break
+  sleep 0.05
+done
 stop_attack
 profiles=$(find "$pub" -maxdepth 1 -type f -user root -name 'allocshim.*.heap' | wc -l)
 links=$(find "$pub" -maxdepth 1 -type l -user nobody -name 'allocshim.*.heap' | wc -l)

@@ -15,14 +15,14 @@ LD_PRELOAD=$lib ALLOCSHIM_PROF=1 ALLOCSHIM_PROF_SIGNAL=USR2 ALLOCSHIM_PROF_DIR="
   ALLOCSHIM_PROF_AT_EXIT=1 "$prog" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 exec 3>"$tmp/in"
-for _ in $(seq 100); do grep -q ready "$tmp/out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q ready "$tmp/out" && break; sleep 0.1; done
 grep -q ready "$tmp/out" || fail "program did not start"
 
 count() { find "$tmp/profiles/run" -name "allocshim.$pid.*.heap" 2>/dev/null | wc -l; }
 for n in 1 2; do
   kill -USR2 "$pid"
   [ "$backend" = mimalloc ] && sleep 0.3 && continue # nothing to wait for
-  for _ in $(seq 100); do [ "$(count)" -ge "$n" ] && break; sleep 0.1; done
+  for _ in $(seq 300); do [ "$(count)" -ge "$n" ] && break; sleep 0.1; done
   [ "$backend" = mimalloc ] || [ "$(count)" -ge "$n" ] || fail "no dump $n after signal $n"
 done
 exec 3>&-
