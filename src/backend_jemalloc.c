@@ -120,6 +120,8 @@ static void oversize_threshold_early(void) {
  * record its mappings; and a dalloc hook, which jemalloc runs before it touches the
  * pointer, checks every free against them. Without the hook jemalloc's fast paths run
  * untouched: checked mode costs nothing when it is off. */
+/* A new mapping is recorded after the kernel made it and before jemalloc hands any of
+ * it out, so no pointer into it can reach a free before it is in the table. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   oversize_threshold_early();
   void *p = mmap(addr, len, prot, flags, fd, off);
@@ -128,10 +130,20 @@ void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   return p;
 }
 
+/* The range leaves the table before the kernel takes it back, never after: once it is
+ * unmapped another thread's mmap may get it back and record it, and a removal coming
+ * later would delete that thread's range (a false alarm on its next free). Before the
+ * munmap nothing in the range is live, since jemalloc is giving it up, so the early
+ * removal cannot make a valid pointer look foreign. If the kernel refuses (ENOMEM when
+ * a split would pass vm.max_map_count), the range is still mapped, nobody else can
+ * have been given it, and it goes back in. */
 int _munmap(void *addr, size_t len) {
-  int r = munmap(addr, len);
-  if (r == 0 && check_enabled())
+  bool checked = check_enabled();
+  if (checked)
     check_ranges_remove(addr, len);
+  int r = munmap(addr, len);
+  if (r != 0 && checked)
+    check_ranges_add(addr, len);
   return r;
 }
 
