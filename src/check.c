@@ -26,16 +26,41 @@ bool check_enabled(void) {
 }
 
 void check_pointer(const char *op, const void *p) {
-  if (p == NULL || be_owns(p))
+  if (p == NULL)
     return;
-  allocshim_say("%s(%p): this pointer was not allocated by %s, the allocator behind "
-                "allocshim (ALLOCSHIM_CHECK=1). Likely causes: it came from another allocator "
-                "in the process (glibc's malloc reached directly, a statically linked copy "
-                "of libc, or a library dlopen()ed with RTLD_DEEPBIND while "
-                "ALLOCSHIM_DEEPBIND=1), or it never came from malloc (a stack or static "
-                "address, a pointer into the middle of a block, a block freed and its memory "
-                "returned). Aborting.",
-                op, p, ALLOCSHIM_BACKEND_NAME);
+  if (!be_owns(p)) {
+    allocshim_say("%s(%p): this pointer was not allocated by %s, the allocator behind "
+                  "allocshim (ALLOCSHIM_CHECK=1). Likely causes: it came from another allocator "
+                  "in the process (glibc's malloc reached directly, a statically linked copy "
+                  "of libc, or a library dlopen()ed with RTLD_DEEPBIND while "
+                  "ALLOCSHIM_DEEPBIND=1), or it never came from malloc (a stack or static "
+                  "address, a pointer into the middle of a block, a double free of a block "
+                  "whose memory was returned to the system). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME);
+    abort();
+  }
+  const void *start = NULL;
+  switch (be_check_block(p, &start)) {
+  case CHECK_BLOCK_OK:
+    return;
+  case CHECK_BLOCK_INTERIOR:
+    allocshim_say("%s(%p): a pointer into the middle of a block: the block %s handed out "
+                  "starts at %p, %td bytes before it (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME, start, (const char *)p - (const char *)start);
+    break;
+  case CHECK_BLOCK_FREED:
+    allocshim_say("%s(%p): double free: this block was already freed (a second free, or a "
+                  "use after free) (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p);
+    break;
+  case CHECK_BLOCK_NONE:
+    allocshim_say("%s(%p): this pointer is in memory %s mapped but at no block it handed "
+                  "out. Likely causes: a double free (the block's memory was freed and "
+                  "reused), a pointer into the middle of a block, or a wild pointer into the "
+                  "allocator's own bookkeeping (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME);
+    break;
+  }
   abort();
 }
 
@@ -137,6 +162,17 @@ bool check_ranges_hold(const void *p) {
   bool held = ranges_overflowed || (i < nranges && ranges[i].lo <= a && a < ranges[i].hi);
   pthread_mutex_unlock(&ranges_lock);
   return held;
+}
+
+bool check_ranges_start(const void *p, const void **lo) {
+  uintptr_t a = (uintptr_t)p;
+  pthread_mutex_lock(&ranges_lock);
+  size_t i = ranges_find(a + 1);
+  bool found = !ranges_overflowed && i < nranges && ranges[i].lo <= a && a < ranges[i].hi;
+  if (found)
+    *lo = (const void *)ranges[i].lo;
+  pthread_mutex_unlock(&ranges_lock);
+  return found;
 }
 
 static void ranges_after_fork(void) { pthread_mutex_init(&ranges_lock, NULL); }
