@@ -87,7 +87,14 @@ enum { RANGES_MAX = 8192 };
 static struct range { uintptr_t lo, hi; } ranges[RANGES_MAX];
 static size_t nranges;
 static bool ranges_overflowed; /* then nothing can be called foreign */
-static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Every checked free reads the table, from every thread at once: a reader-writer lock,
+ * and one where a waiting mapping is not starved by a stream of frees. */
+#if defined(PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP)
+#define RANGES_LOCK_INIT PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+#else
+#define RANGES_LOCK_INIT PTHREAD_RWLOCK_INITIALIZER
+#endif
+static pthread_rwlock_t ranges_lock = RANGES_LOCK_INIT;
 
 /* The first range whose end reaches lo. */
 static size_t ranges_find(uintptr_t lo) {
@@ -114,7 +121,7 @@ static void ranges_insert_at(size_t i, uintptr_t lo, uintptr_t hi) {
 
 void check_ranges_add(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_wrlock(&ranges_lock);
   size_t i = ranges_find(lo), j = i;
   /* Merge every range this one overlaps or touches. */
   while (j < nranges && ranges[j].lo <= hi) {
@@ -129,12 +136,12 @@ void check_ranges_add(const void *p, size_t len) {
     memmove(&ranges[i + 1], &ranges[j], (nranges - j) * sizeof ranges[0]);
     nranges -= j - i - 1;
   }
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
 }
 
 void check_ranges_remove(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_wrlock(&ranges_lock);
   for (size_t i = ranges_find(lo + 1); i < nranges && ranges[i].lo < hi;) {
     struct range r = ranges[i];
     if (r.lo < lo && r.hi > hi) { /* a hole in the middle: split */
@@ -152,27 +159,30 @@ void check_ranges_remove(const void *p, size_t len) {
       nranges--;
     }
   }
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
 }
 
 bool check_ranges_hold(const void *p) {
   uintptr_t a = (uintptr_t)p;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_rdlock(&ranges_lock);
   size_t i = ranges_find(a + 1);
   bool held = ranges_overflowed || (i < nranges && ranges[i].lo <= a && a < ranges[i].hi);
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
   return held;
 }
 
 bool check_ranges_start(const void *p, const void **lo) {
   uintptr_t a = (uintptr_t)p;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_rdlock(&ranges_lock);
   size_t i = ranges_find(a + 1);
   bool found = !ranges_overflowed && i < nranges && ranges[i].lo <= a && a < ranges[i].hi;
   if (found)
     *lo = (const void *)ranges[i].lo;
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
   return found;
 }
 
-static void ranges_after_fork(void) { pthread_mutex_init(&ranges_lock, NULL); }
+static void ranges_after_fork(void) {
+  pthread_rwlock_t fresh = RANGES_LOCK_INIT;
+  ranges_lock = fresh;
+}
