@@ -216,6 +216,11 @@ struct je_edata {
 };
 _Static_assert(offsetof(struct je_edata, slab_free) == 64, "jemalloc 5.3's edata_t layout");
 
+/* In edata_t's bits, above the arena index (12 bits) and five flags: the state (3
+ * bits), then the size class index (8 bits). */
+#define JE_EDATA_STATE(b) ((unsigned)((b) >> 17) & 7)
+#define JE_EDATA_SZIND(b) ((unsigned)((b) >> 20) & 0xff)
+
 /* The size classes, read once when checked mode starts. */
 enum { JE_MAX_BINS = 64 };
 static struct {
@@ -238,9 +243,13 @@ static enum check_block je_classify(uintptr_t a, uintptr_t leaf, const void **st
   uintptr_t addr = e->addr, base = addr & ~(je_classes.page - 1);
   if (a >= base + (e->size_esn & ~(je_classes.page - 1)))
     return CHECK_BLOCK_NONE; /* past the nearest extent below it: in no extent */
+  /* Freed, the extent leaves the active state, or (held in a cache of the page
+   * allocator, hpa:true) stays active with its size class cleared in edata_t only. */
   unsigned szind = JE_LEAF_SZIND(leaf);
-  if (JE_LEAF_STATE(leaf) != 0 || szind >= je_classes.nsizes)
-    return CHECK_BLOCK_FREED; /* the extent went back to the arena */
+  uint64_t bits = __atomic_load_n(&e->bits, __ATOMIC_RELAXED);
+  if (JE_LEAF_STATE(leaf) != 0 || szind >= je_classes.nsizes || JE_EDATA_STATE(bits) != 0 ||
+      JE_EDATA_SZIND(bits) != szind)
+    return CHECK_BLOCK_FREED;
   if (!JE_LEAF_SLAB(leaf)) {
     *start = (const void *)addr;
     return a == addr ? CHECK_BLOCK_OK : CHECK_BLOCK_INTERIOR;
