@@ -92,8 +92,10 @@ char *_secure_getenv(const char *name) {
   /* Checked mode reads a block's state from jemalloc's own records (be_check_block);
    * a block parked in a thread cache still looks allocated there, so there is none.
    * Last, so that no MALLOC_CONF brings one back. */
+#if defined(__x86_64__)
   if (check_enabled())
     snprintf(conf + len, sizeof conf - len, ",tcache:false");
+#endif
   return conf;
 }
 
@@ -271,6 +273,11 @@ static enum check_block je_classify(uintptr_t a, uintptr_t leaf, const void **st
  * pointer walks down to the nearest page in the tree, within the mapping that holds it
  * (a large block's middle, or an extent given back, has only its ends there). */
 enum check_block be_check_block(const void *p, const void **start) {
+#if !defined(__x86_64__)
+  /* Layouts read on x86_64 only; elsewhere only foreign pointers are told. */
+  (void)p, (void)start;
+  return CHECK_BLOCK_OK;
+#endif
   uintptr_t a = (uintptr_t)p, page = je_classes.page;
   const void *lo_p;
   if (page == 0 || !check_ranges_start(p, &lo_p))
