@@ -52,17 +52,22 @@ bool be_owns(const void *p) {
 #include <mimalloc-internal.h>
 #pragma GCC diagnostic pop
 
-/* The segment holding p, which mi_is_in_heap_region() found: the one p's address rounds
- * down to, unless p lies deep in a huge block, whose segment starts lower. A segment
- * starts with a cookie derived from its address; inside a huge block, memory is the
- * block's, mapped, and what is read there is user data (matching by chance: 2^-64). */
+/* The segment holding p, or NULL: the one p's address rounds down to, unless p lies
+ * deep in a huge block, whose segment starts lower. mimalloc's own search down its
+ * segment map (mi_is_in_heap_region) misses a huge block's segment when the two sit in
+ * different words of the map (1 pointer in 40 into a 64 MiB block here), so the walk
+ * down is the shim's, one segment size at a time. A candidate is read only once the
+ * map says it lies inside some segment, so it is mapped; it is the one if it starts
+ * with the cookie mimalloc derives from a segment's address (inside a huge block what
+ * is read is user data: a match by chance is 1 in 2^64). */
 static const mi_segment_t *mi_segment_holding(const void *p) {
   const mi_segment_t *s = _mi_ptr_segment(p);
   for (int step = 0; step < (1 << 16);
-       step++, s = (const mi_segment_t *)((uintptr_t)s - MI_SEGMENT_SIZE))
-    if (_mi_ptr_cookie(s) == s->cookie)
-      return (const uint8_t *)p < (const uint8_t *)s + mi_segment_size((mi_segment_t *)s) ? s
-                                                                                          : NULL;
+       step++, s = (const mi_segment_t *)((uintptr_t)s - MI_SEGMENT_SIZE)) {
+    if (!mi_is_in_heap_region((const uint8_t *)s + 1) || _mi_ptr_cookie(s) != s->cookie)
+      continue;
+    return (const uint8_t *)p < (const uint8_t *)s + mi_segment_size((mi_segment_t *)s) ? s : NULL;
+  }
   return NULL;
 }
 
@@ -97,18 +102,16 @@ static bool mi_block_is_free(const mi_page_t *page, const mi_block_t *b) {
  * under a reader, so they are not walked. A page that also holds aligned blocks hands
  * some out at an offset into a block, so there an offset is not called interior. */
 enum check_block be_check_block(const void *p, const void **start) {
-  if (!mi_is_in_heap_region(p)) {
-    /* Outside the segment map: a huge block above 1 GiB (see be_owns), or a huge block
-     * already freed, whose memory went back to the system. The kernel tells which. */
+  const mi_segment_t *segment = mi_segment_holding(p);
+  if (segment == NULL) {
+    /* In no segment: a huge block above 1 GiB, beyond the map (see be_owns), or a huge
+     * block already freed, whose memory went back to the system. The kernel tells. */
     unsigned char resident;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     if (mincore((void *)((uintptr_t)p & ~(page - 1)), 1, &resident) != 0 && errno == ENOMEM)
       return CHECK_BLOCK_FREED;
     return CHECK_BLOCK_OK;
   }
-  const mi_segment_t *segment = mi_segment_holding(p);
-  if (segment == NULL)
-    return CHECK_BLOCK_OK;
   /* A huge segment is one page, after the segment's own slices; past its first 16 MiB
    * its slice records say nothing (mimalloc fills in only that many). */
   const mi_page_t *page =
