@@ -36,8 +36,11 @@ int main(int argc, char **argv) {
       return 2;
     memset(block, 0x5a, n);
     if (strncmp(argv[1], "freed-", 6) == 0) {
-      free(block);
+      /* The point is to use it after free; the empty asm hides that from the compiler,
+       * which at some optimisation levels refuses (-Wuse-after-free). */
       p = block;
+      __asm__("" : "+r"(p));
+      free(block);
     } else if (strncmp(argv[1], "inside-", 7) == 0) {
       /* Past the first page, where it can be, as well as into the first one. */
       p = block + (n > 4096 ? n / 2 : 16);
