@@ -8,6 +8,7 @@
 #include <allocshim.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,13 @@ char *_secure_getenv(const char *name) {
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */
   if (!fits || !conf_add(conf, sizeof conf, &len, user))
     return (char *)user;
+    /* Checked mode reads a block's state from jemalloc's own records (be_check_block);
+     * a block parked in a thread cache still looks allocated there, so there is none.
+     * Last, so that no MALLOC_CONF brings one back. */
+#if defined(__x86_64__)
+  if (check_enabled())
+    conf_add(conf, sizeof conf, &len, "tcache:false");
+#endif
   return conf;
 }
 
@@ -157,7 +165,9 @@ static void oversize_threshold_early(void) {
 /* A failed mmap or sbrk leaves errno as it was. jemalloc never reads their errno: the
  * calls that report failure through errno (malloc, aligned_alloc) set ENOMEM
  * themselves, and posix_memalign must leave errno untouched (src/backend.h). Restoring
- * it here, on the failure path only, keeps the cost off posix_memalign's fast path. */
+ * it here, on the failure path only, keeps the cost off posix_memalign's fast path.
+ * A new mapping is recorded after the kernel made it and before jemalloc hands any of
+ * it out, so no pointer into it can reach a free before it is in the table. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   oversize_threshold_early();
   int saved = errno;
@@ -169,10 +179,20 @@ void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   return p;
 }
 
+/* The range leaves the table before the kernel takes it back, never after: once it is
+ * unmapped another thread's mmap may get it back and record it, and a removal coming
+ * later would delete that thread's range (a false alarm on its next free). Before the
+ * munmap nothing in the range is live, since jemalloc is giving it up, so the early
+ * removal cannot make a valid pointer look foreign. If the kernel refuses (ENOMEM when
+ * a split would pass vm.max_map_count), the range is still mapped, nobody else can
+ * have been given it, and it goes back in. */
 int _munmap(void *addr, size_t len) {
-  int r = munmap(addr, len);
-  if (r == 0 && check_enabled())
+  bool checked = check_enabled();
+  if (checked)
     check_ranges_remove(addr, len);
+  int r = munmap(addr, len);
+  if (r != 0 && checked)
+    check_ranges_add(addr, len);
   return r;
 }
 
@@ -197,12 +217,153 @@ typedef struct {
   void *extra;
 } je_hooks;
 
+/* jemalloc runs the hook before free, dallocx and sdallocx touch the pointer (types 0-2),
+ * and after realloc and rallocx have moved a block (3, 4): by then the old block is gone,
+ * and realloc's pointer was checked on the way in (glue.h). */
+enum { JE_HOOK_DALLOC_REALLOC = 3 };
 static void check_dalloc(void *extra, int type, void *address, uintptr_t args_raw[3]) {
-  (void)extra, (void)type, (void)args_raw;
-  check_pointer("free", address);
+  (void)extra, (void)args_raw;
+  if (type < JE_HOOK_DALLOC_REALLOC)
+    check_pointer("free", address);
+}
+
+/* ---- Is it a live block, and its start? -----------------------------------------------
+ * jemalloc 5.3's radix tree maps every page of an extent (a slab of small regions, or
+ * one large block) to the extent's record, edata_t; for a large block only its first
+ * and last pages. jemalloc's own lookup assumes the page is in the tree; its slow path,
+ * rtree_leaf_elm_lookup_hard, asked with dependent=false, says NULL instead, so it is
+ * safe on any address. Layouts below are jemalloc 5.3's for x86_64 (48-bit addresses,
+ * the only target the jemalloc build is for), from its rtree.h and edata.h. */
+struct je_emap;
+extern struct je_emap je_arena_emap_global; /* an emap_t: its radix tree comes first */
+HIDDEN uintptr_t *je_rtree_leaf_elm_lookup_hard(void *tsdn, void *rtree, void *rtree_ctx,
+                                                uintptr_t key, bool dependent, bool init_missing);
+
+/* A tree leaf: the edata_t's address in bits 7-47 (it is 128-byte aligned), the size
+ * class index above them, the extent state in bits 2-4 (0 active, then dirty, muzzy,
+ * retained and two transitional ones), 1 in bit 0 for a slab. */
+#define JE_LEAF_EDATA(b) ((const struct je_edata *)((b) & (((uintptr_t)1 << 48) - 128)))
+#define JE_LEAF_SZIND(b) ((unsigned)((b) >> 48))
+#define JE_LEAF_STATE(b) ((unsigned)((b) >> 2) & 7)
+#define JE_LEAF_SLAB(b)  ((b)&1)
+
+/* edata_t's head: the block's (or slab's) address, for a large block offset into its
+ * first page by up to a page (jemalloc's cache-oblivious placement); the extent's
+ * size in whole pages (low bits hold a serial number); and, for a slab, one bit per
+ * region, set while the region is free. */
+struct je_edata {
+  uint64_t bits;
+  uintptr_t addr;
+  size_t size_esn;
+  void *ps;
+  uint64_t sn;
+  void *links[3];
+  uint64_t slab_free[8];
+};
+_Static_assert(offsetof(struct je_edata, slab_free) == 64, "jemalloc 5.3's edata_t layout");
+
+/* In edata_t's bits, above the arena index (12 bits) and five flags: the state (3
+ * bits), then the size class index (8 bits). */
+#define JE_EDATA_STATE(b) ((unsigned)((b) >> 17) & 7)
+#define JE_EDATA_SZIND(b) ((unsigned)((b) >> 20) & 0xff)
+
+/* The size classes, read once when checked mode starts. */
+enum { JE_MAX_BINS = 64 };
+static struct {
+  size_t page, nbins, nsizes;
+  size_t reg_size[JE_MAX_BINS];
+  uint32_t nregs[JE_MAX_BINS];
+} je_classes;
+
+/* The tree leaf for the page holding a, or 0. The lookup keeps a cache of recent
+ * leaves in the context it is given; a scratch one leaves each thread's own alone. */
+static uintptr_t je_leaf(uintptr_t a) {
+  _Alignas(64) unsigned char scratch[1024];
+  uintptr_t *elm =
+      je_rtree_leaf_elm_lookup_hard(NULL, &je_arena_emap_global, scratch, a, false, false);
+  return elm ? __atomic_load_n(elm, __ATOMIC_ACQUIRE) : 0;
+}
+
+static enum check_block je_classify(uintptr_t a, uintptr_t leaf, const void **start) {
+  const struct je_edata *e = JE_LEAF_EDATA(leaf);
+  uintptr_t addr = e->addr, base = addr & ~(je_classes.page - 1);
+  if (a >= base + (e->size_esn & ~(je_classes.page - 1)))
+    return CHECK_BLOCK_NONE; /* past the nearest extent below it: in no extent */
+  /* Freed, the extent leaves the active state, or (held in a cache of the page
+   * allocator, hpa:true) stays active with its size class cleared in edata_t only. */
+  unsigned szind = JE_LEAF_SZIND(leaf);
+  uint64_t bits = __atomic_load_n(&e->bits, __ATOMIC_RELAXED);
+  if (JE_LEAF_STATE(leaf) != 0 || szind >= je_classes.nsizes || JE_EDATA_STATE(bits) != 0 ||
+      JE_EDATA_SZIND(bits) != szind)
+    return CHECK_BLOCK_FREED;
+  if (!JE_LEAF_SLAB(leaf)) {
+    *start = (const void *)addr;
+    return a == addr ? CHECK_BLOCK_OK : CHECK_BLOCK_INTERIOR;
+  }
+  if (szind >= je_classes.nbins)
+    return CHECK_BLOCK_OK; /* not a slab's class: nothing known to check */
+  size_t reg = je_classes.reg_size[szind], i = (a - addr) / reg;
+  *start = (const void *)(addr + i * reg);
+  if (i >= je_classes.nregs[szind])
+    return CHECK_BLOCK_NONE; /* the slab's unused tail */
+  if ((a - addr) % reg != 0)
+    return CHECK_BLOCK_INTERIOR;
+  uint64_t free_bits = __atomic_load_n(&e->slab_free[i / 64], __ATOMIC_RELAXED);
+  return (free_bits >> (i % 64)) & 1 ? CHECK_BLOCK_FREED : CHECK_BLOCK_OK;
+}
+
+/* Every page of a live block's slab is in the tree, and so is a large block's first
+ * page, where its pointer is; a valid pointer is settled by its own page. Any other
+ * pointer walks down to the nearest page in the tree, within the mapping that holds it
+ * (a large block's middle, or an extent given back, has only its ends there). */
+enum check_block be_check_block(const void *p, const void **start) {
+#if !defined(__x86_64__)
+  /* Layouts read on x86_64 only; elsewhere only foreign pointers are told. */
+  (void)p, (void)start;
+  return CHECK_BLOCK_OK;
+#endif
+  uintptr_t a = (uintptr_t)p, page = je_classes.page;
+  const void *lo_p;
+  if (page == 0 || !check_ranges_start(p, &lo_p))
+    return CHECK_BLOCK_OK;
+  uintptr_t lo = (uintptr_t)lo_p;
+  for (uintptr_t pg = a & ~(page - 1);; pg -= page) {
+    uintptr_t leaf = je_leaf(pg);
+    if (leaf != 0)
+      return je_classify(a, leaf, start);
+    if (pg < lo + page)
+      return CHECK_BLOCK_NONE;
+  }
+}
+
+static bool je_read(const char *name, void *out, size_t len) {
+  return _mallctl(name, out, &len, NULL, 0) == 0;
+}
+
+static bool je_classes_read(void) {
+  unsigned nbins = 0, nlextents = 0;
+  if (!je_read("arenas.nbins", &nbins, sizeof nbins) || nbins > JE_MAX_BINS ||
+      !je_read("arenas.nlextents", &nlextents, sizeof nlextents))
+    return false;
+  for (unsigned i = 0; i < nbins; i++) {
+    char size[48], nregs[48];
+    snprintf(size, sizeof size, "arenas.bin.%u.size", i);
+    snprintf(nregs, sizeof nregs, "arenas.bin.%u.nregs", i);
+    if (!je_read(size, &je_classes.reg_size[i], sizeof je_classes.reg_size[i]) ||
+        !je_read(nregs, &je_classes.nregs[i], sizeof je_classes.nregs[i]) ||
+        je_classes.reg_size[i] == 0 || je_classes.nregs[i] > 512)
+      return false;
+  }
+  je_classes.nbins = nbins;
+  je_classes.nsizes = (size_t)nbins + nlextents;
+  return je_read("arenas.page", &je_classes.page, sizeof je_classes.page);
 }
 
 bool be_check_start(void) {
+  /* Without the size classes, freed and interior pointers go unseen; foreign ones
+   * are still stopped. */
+  if (!je_classes_read())
+    je_classes.page = 0;
   je_hooks hooks = {NULL, check_dalloc, NULL, NULL};
   void *handle = NULL;
   size_t len = sizeof handle;

@@ -1,6 +1,11 @@
 /* mimalloc's half of the backend: errors, checked mode, version and statistics.
  * mimalloc has no heap profiler, so the profiling calls report ALLOC_ENOTSUP. */
 #define _GNU_SOURCE
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* mimalloc's internal headers describe the copy compiled into the shim only if they
+ * see its settings: a release build (types.h adds fields to a page otherwise). */
+#define MI_DEBUG 0
+#endif
 #include "backend.h"
 #include "check.h"
 #include "internal.h"
@@ -53,6 +58,107 @@ void be_start(void) { mi_register_error(errno_from_mimalloc, NULL); }
 bool be_owns(const void *p) {
   return mi_is_in_heap_region(p) || (uintptr_t)p % 65536 == 0 || mi_check_owned(p);
 }
+
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include <mimalloc-internal.h>
+#pragma GCC diagnostic pop
+
+/* The segment holding p, or NULL: the one p's address rounds down to, unless p lies
+ * deep in a huge block, whose segment starts lower. mimalloc's own search down its
+ * segment map (mi_is_in_heap_region) misses a huge block's segment when the two sit in
+ * different words of the map (1 pointer in 40 into a 64 MiB block here), so the walk
+ * down is the shim's, one segment size at a time. A candidate is read only once the
+ * map says it lies inside some segment, so it is mapped; it is the one if it starts
+ * with the cookie mimalloc derives from a segment's address (inside a huge block what
+ * is read is user data: a match by chance is 1 in 2^64). */
+static const mi_segment_t *mi_segment_holding(const void *p) {
+  const mi_segment_t *s = _mi_ptr_segment(p);
+  for (int step = 0; step < (1 << 16);
+       step++, s = (const mi_segment_t *)((uintptr_t)s - MI_SEGMENT_SIZE)) {
+    if (!mi_is_in_heap_region((const uint8_t *)s + 1) || _mi_ptr_cookie(s) != s->cookie)
+      continue;
+    return (const uint8_t *)p < (const uint8_t *)s + mi_segment_size((mi_segment_t *)s) ? s : NULL;
+  }
+  return NULL;
+}
+
+static bool mi_list_holds(const mi_page_t *page, const mi_block_t *list, const mi_block_t *b) {
+  for (size_t n = 0; list != NULL && n < ((size_t)1 << 24); n++, list = mi_block_next(page, list))
+    if (list == b)
+      return true;
+  return false;
+}
+
+/* Whether block b of a page this thread owns is on one of mimalloc's free lists: the
+ * page's own two, the one other threads push their frees to, and the heap's list for
+ * full pages. Only the owner takes blocks off them, and it is here, in a free: the
+ * lists hold still while they are walked. Most blocks are settled by their first word,
+ * which on a free list is the next free block (in the heap) or NULL. */
+static bool mi_block_is_free(const mi_page_t *page, const mi_block_t *b) {
+  const mi_block_t *next = (const mi_block_t *)__atomic_load_n(&b->next, __ATOMIC_RELAXED);
+  if (next != NULL && ((uintptr_t)next % sizeof(void *) != 0 || !mi_is_in_heap_region(next)))
+    return false;
+  mi_heap_t *heap = mi_page_heap(page);
+  return mi_list_holds(page, page->free, b) || mi_list_holds(page, page->local_free, b) ||
+         mi_list_holds(page, mi_page_thread_free(page), b) ||
+         (heap != NULL &&
+          mi_list_holds(page, mi_atomic_load_ptr_relaxed(mi_block_t, &heap->thread_delayed_free),
+                        b));
+}
+
+/* mimalloc 2.0.9 puts a page's blocks back to back from the page's start, so a pointer
+ * is at a block's start or inside one. Whether that block is free is known for sure on
+ * the thread that owns the page (mi_block_is_free), and on any thread once the page
+ * has no live block left or has been given back; another thread's free lists change
+ * under a reader, so they are not walked. A page that also holds aligned blocks hands
+ * some out at an offset into a block, so there an offset is not called interior. */
+enum check_block be_check_block(const void *p, const void **start) {
+  const mi_segment_t *segment = mi_segment_holding(p);
+  if (segment == NULL) {
+    /* In no segment: a huge block above 1 GiB, beyond the map (see be_owns), or a huge
+     * block already freed, whose memory went back to the system. The kernel tells. */
+    unsigned char resident;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (mincore((void *)((uintptr_t)p & ~(page - 1)), 1, &resident) != 0 && errno == ENOMEM)
+      return CHECK_BLOCK_FREED;
+    return CHECK_BLOCK_OK;
+  }
+  /* A huge segment is one page, after the segment's own slices; past its first 16 MiB
+   * its slice records say nothing (mimalloc fills in only that many). */
+  const mi_page_t *page =
+      segment->kind == MI_SEGMENT_HUGE
+          ? mi_slice_to_page((mi_slice_t *)&segment->slices[segment->segment_info_slices])
+          : _mi_segment_page_of(segment, p);
+  if (page->xblock_size == 0 || page->slice_count == 0)
+    return CHECK_BLOCK_FREED; /* the page itself was given back to its segment */
+  size_t psize, bsize = mi_page_block_size(page);
+  const uint8_t *pstart = _mi_segment_page_start(segment, page, &psize), *a = p;
+  if (a < pstart || a >= pstart + psize)
+    return CHECK_BLOCK_NONE;
+  size_t i = (size_t)(a - pstart) / bsize;
+  const mi_block_t *b = (const mi_block_t *)(pstart + i * bsize);
+  *start = b;
+  if (i >= page->capacity)
+    return CHECK_BLOCK_NONE; /* never handed out */
+  if (a != (const uint8_t *)b && !page->flags.x.has_aligned)
+    return CHECK_BLOCK_INTERIOR;
+  if (__atomic_load_n(&page->used, __ATOMIC_RELAXED) == 0)
+    return CHECK_BLOCK_FREED;
+  if (mi_atomic_load_relaxed(&((mi_segment_t *)segment)->thread_id) == _mi_thread_id() &&
+      mi_block_is_free(page, b))
+    return CHECK_BLOCK_FREED;
+  return CHECK_BLOCK_OK;
+}
+#else
+/* mimalloc as a shared library keeps its page records to itself. */
+enum check_block be_check_block(const void *p, const void **start) {
+  (void)p, (void)start;
+  return CHECK_BLOCK_OK;
+}
+#endif
 
 static void checked_free(void *p) {
   check_pointer("free", p);

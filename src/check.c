@@ -26,16 +26,41 @@ bool check_enabled(void) {
 }
 
 void check_pointer(const char *op, const void *p) {
-  if (p == NULL || be_owns(p))
+  if (p == NULL)
     return;
-  allocshim_say("%s(%p): this pointer was not allocated by %s, the allocator behind "
-                "allocshim (ALLOCSHIM_CHECK=1). Likely causes: it came from another allocator "
-                "in the process (glibc's malloc reached directly, a statically linked copy "
-                "of libc, or a library dlopen()ed with RTLD_DEEPBIND while "
-                "ALLOCSHIM_DEEPBIND=1), or it never came from malloc (a stack or static "
-                "address, a pointer into the middle of a block, a block freed and its memory "
-                "returned). Aborting.",
-                op, p, ALLOCSHIM_BACKEND_NAME);
+  if (!be_owns(p)) {
+    allocshim_say("%s(%p): this pointer was not allocated by %s, the allocator behind "
+                  "allocshim (ALLOCSHIM_CHECK=1). Likely causes: it came from another allocator "
+                  "in the process (glibc's malloc reached directly, a statically linked copy "
+                  "of libc, or a library dlopen()ed with RTLD_DEEPBIND while "
+                  "ALLOCSHIM_DEEPBIND=1), or it never came from malloc (a stack or static "
+                  "address, a pointer into the middle of a block, a double free of a block "
+                  "whose memory was returned to the system). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME);
+    abort();
+  }
+  const void *start = NULL;
+  switch (be_check_block(p, &start)) {
+  case CHECK_BLOCK_OK:
+    return;
+  case CHECK_BLOCK_INTERIOR:
+    allocshim_say("%s(%p): a pointer into the middle of a block: the block %s handed out "
+                  "starts at %p, %td bytes before it (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME, start, (const char *)p - (const char *)start);
+    break;
+  case CHECK_BLOCK_FREED:
+    allocshim_say("%s(%p): double free: this block was already freed (a second free, or a "
+                  "use after free) (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p);
+    break;
+  case CHECK_BLOCK_NONE:
+    allocshim_say("%s(%p): this pointer is in memory %s mapped but at no block it handed "
+                  "out. Likely causes: a double free (the block's memory was freed and "
+                  "reused), a pointer into the middle of a block, or a wild pointer into the "
+                  "allocator's own bookkeeping (ALLOCSHIM_CHECK=1). Aborting.",
+                  op, p, ALLOCSHIM_BACKEND_NAME);
+    break;
+  }
   abort();
 }
 
@@ -62,7 +87,14 @@ enum { RANGES_MAX = 8192 };
 static struct range { uintptr_t lo, hi; } ranges[RANGES_MAX];
 static size_t nranges;
 static bool ranges_overflowed; /* then nothing can be called foreign */
-static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Every checked free reads the table, from every thread at once: a reader-writer lock,
+ * and one where a waiting mapping is not starved by a stream of frees. */
+#if defined(PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP)
+#define RANGES_LOCK_INIT PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+#else
+#define RANGES_LOCK_INIT PTHREAD_RWLOCK_INITIALIZER
+#endif
+static pthread_rwlock_t ranges_lock = RANGES_LOCK_INIT;
 
 /* The first range whose end reaches lo. */
 static size_t ranges_find(uintptr_t lo) {
@@ -89,7 +121,7 @@ static void ranges_insert_at(size_t i, uintptr_t lo, uintptr_t hi) {
 
 void check_ranges_add(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_wrlock(&ranges_lock);
   size_t i = ranges_find(lo), j = i;
   /* Merge every range this one overlaps or touches. */
   while (j < nranges && ranges[j].lo <= hi) {
@@ -104,12 +136,12 @@ void check_ranges_add(const void *p, size_t len) {
     memmove(&ranges[i + 1], &ranges[j], (nranges - j) * sizeof ranges[0]);
     nranges -= j - i - 1;
   }
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
 }
 
 void check_ranges_remove(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_wrlock(&ranges_lock);
   for (size_t i = ranges_find(lo + 1); i < nranges && ranges[i].lo < hi;) {
     struct range r = ranges[i];
     if (r.lo < lo && r.hi > hi) { /* a hole in the middle: split */
@@ -127,16 +159,30 @@ void check_ranges_remove(const void *p, size_t len) {
       nranges--;
     }
   }
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
 }
 
 bool check_ranges_hold(const void *p) {
   uintptr_t a = (uintptr_t)p;
-  pthread_mutex_lock(&ranges_lock);
+  pthread_rwlock_rdlock(&ranges_lock);
   size_t i = ranges_find(a + 1);
   bool held = ranges_overflowed || (i < nranges && ranges[i].lo <= a && a < ranges[i].hi);
-  pthread_mutex_unlock(&ranges_lock);
+  pthread_rwlock_unlock(&ranges_lock);
   return held;
 }
 
-static void ranges_after_fork(void) { pthread_mutex_init(&ranges_lock, NULL); }
+bool check_ranges_start(const void *p, const void **lo) {
+  uintptr_t a = (uintptr_t)p;
+  pthread_rwlock_rdlock(&ranges_lock);
+  size_t i = ranges_find(a + 1);
+  bool found = !ranges_overflowed && i < nranges && ranges[i].lo <= a && a < ranges[i].hi;
+  if (found)
+    *lo = (const void *)ranges[i].lo;
+  pthread_rwlock_unlock(&ranges_lock);
+  return found;
+}
+
+static void ranges_after_fork(void) {
+  pthread_rwlock_t fresh = RANGES_LOCK_INIT;
+  ranges_lock = fresh;
+}

@@ -131,20 +131,29 @@ static void test_creat_only_new_files(void **state) {
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
  * the user's last (jemalloc lets the last word win). */
 #define DEFAULTS "oversize_threshold:16777216"
+/* What _secure_getenv gives jemalloc: head, then checked mode's own last word. */
+static void assert_conf(const char *head) {
+  char want[512];
+  snprintf(want, sizeof want, "%s%s", head, check_enabled() ? ",tcache:false" : "");
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), want);
+}
+
 static void test_conf(void **state) {
   (void)state;
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS);
+  assert_conf(DEFAULTS);
   setenv("MALLOC_CONF", "narenas:2", 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS ",narenas:2");
+  assert_conf(DEFAULTS ",narenas:2");
+  /* Checked mode's thread cache stays off whatever MALLOC_CONF says. */
+  setenv("MALLOC_CONF", "tcache:true", 1);
+  assert_conf(DEFAULTS ",tcache:true");
+  setenv("MALLOC_CONF", "narenas:2", 1);
   setenv("ALLOCSHIM_PROF", "1", 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"),
-                      DEFAULTS ",prof:true,prof_active:true,narenas:2");
+  assert_conf(DEFAULTS ",prof:true,prof_active:true,narenas:2");
   setenv("ALLOCSHIM_PROF_SAMPLE", "1048576", 1);
   unsetenv("MALLOC_CONF");
-  assert_string_equal(_secure_getenv("MALLOC_CONF"),
-                      DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20");
+  assert_conf(DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20");
   setenv("ALLOCSHIM_PROF", "0", 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), DEFAULTS);
+  assert_conf(DEFAULTS);
   /* A MALLOC_CONF too long to append to is passed on whole, never cut. */
   char longer[5000];
   memset(longer, 'x', sizeof longer - 1);

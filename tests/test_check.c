@@ -1,5 +1,6 @@
 /* Tests for src/check.c: the table of mapped ranges, and what check_pointer does with
- * a pointer the backend owns, does not own, or NULL (abort and be_owns are mocked). */
+ * a pointer the backend owns, does not own, or NULL, or that the backend calls freed or
+ * inside a block (abort, be_owns and be_check_block are mocked). */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,14 @@ bool __wrap_be_owns(const void *p) {
   return owns_answer;
 }
 
+static enum check_block block_answer = CHECK_BLOCK_OK;
+static const void *block_start;
+enum check_block __wrap_be_check_block(const void *p, const void **start) {
+  (void)p;
+  *start = block_start;
+  return block_answer;
+}
+
 static char said[1024];
 void __wrap_allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void __wrap_allocshim_say(const char *fmt, ...) {
@@ -36,6 +45,8 @@ void __wrap_abort(void) { longjmp(aborted, 1); }
 static int reset(void **state) {
   (void)state;
   owns_answer = true;
+  block_answer = CHECK_BLOCK_OK;
+  block_start = NULL;
   said[0] = '\0';
   return 0;
 }
@@ -68,6 +79,39 @@ static void test_foreign_pointer_aborts_naming_causes(void **state) {
   assert_non_null(strstr(said, "not allocated by " ALLOCSHIM_BACKEND_NAME));
   assert_non_null(strstr(said, "RTLD_DEEPBIND"));
   assert_non_null(strstr(said, "statically linked copy of libc"));
+}
+
+/* Each answer of the backend's block check names its own cause, with the block's start
+ * for a pointer into its middle. */
+static void test_block_answers_name_causes(void **state) {
+  (void)state;
+  static char block[64];
+  char expect[160];
+  block_answer = CHECK_BLOCK_INTERIOR;
+  block_start = block;
+  assert_true(check_aborts("free", block + 16));
+  snprintf(expect, sizeof expect,
+           "free(%p): a pointer into the middle of a block: the block %s "
+           "handed out starts at %p, 16 bytes before it",
+           (void *)(block + 16), ALLOCSHIM_BACKEND_NAME, (void *)block);
+  assert_non_null(strstr(said, expect));
+
+  block_answer = CHECK_BLOCK_FREED;
+  assert_true(check_aborts("realloc", block));
+  snprintf(expect, sizeof expect, "realloc(%p): double free: this block was already freed",
+           (void *)block);
+  assert_non_null(strstr(said, expect));
+
+  block_answer = CHECK_BLOCK_NONE;
+  assert_true(check_aborts("malloc_usable_size", block));
+  assert_non_null(strstr(said, "at no block it handed out"));
+  assert_non_null(strstr(said, "a double free"));
+
+  /* NULL never reaches the backend, and a foreign pointer is reported as foreign. */
+  assert_false(check_aborts("free", NULL));
+  owns_answer = false;
+  assert_true(check_aborts("free", block));
+  assert_non_null(strstr(said, "not allocated by"));
 }
 
 /* ---- The range table ----------------------------------------------------------------- */
@@ -105,6 +149,12 @@ static void test_ranges_add_merge_remove(void **state) {
   assert_true(held(base + 0x2fff));
   assert_false(held(base + 0x3000));
 
+  /* The start of the range that holds a pointer, for a backend's search downwards. */
+  const void *lo = NULL;
+  assert_true(check_ranges_start(AT(base + 0x2fff), &lo));
+  assert_ptr_equal(lo, AT(base + 0x2000));
+  assert_false(check_ranges_start(AT(base + 0x1800), &lo));
+
   /* One removal spanning several ranges and the gaps between them. */
   check_ranges_remove(AT(base), 0x20000);
   for (uintptr_t a = base; a < base + 0x20000; a += 0x400)
@@ -131,6 +181,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_pointer_owned_or_null_passes, reset),
       cmocka_unit_test_setup(test_foreign_pointer_aborts_naming_causes, reset),
+      cmocka_unit_test_setup(test_block_answers_name_causes, reset),
       cmocka_unit_test_setup(test_ranges_add_merge_remove, reset),
       cmocka_unit_test_setup(test_ranges_many, reset),
   };
