@@ -9,8 +9,8 @@
 
 typedef void *(*dlopen_fn)(const char *file, int mode);
 typedef void *(*dlmopen_fn)(Lmid_t lmid, const char *file, int mode);
-static _Atomic(dlopen_fn) next_dlopen;
-static _Atomic(dlmopen_fn) next_dlmopen;
+static void *_Atomic next_dlopen; /* glibc's, found once */
+static void *_Atomic next_dlmopen;
 static bool keep_deepbind;
 
 void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
@@ -47,25 +47,20 @@ int deepbind_dlmopen_mode(Lmid_t lmid, const char *file, int mode) {
 
 /* glibc's dlopen and dlmopen, found once. The helpers take and return values only: a local
  * whose address escaped would keep the compiler from the tail call below. */
-__attribute__((used)) dlopen_fn deepbind_next(void);
-dlopen_fn deepbind_next(void) {
-  dlopen_fn next = atomic_load_explicit(&next_dlopen, memory_order_relaxed);
+static void *next_symbol(void *_Atomic *slot, const char *name) {
+  void *next = atomic_load_explicit(slot, memory_order_relaxed);
   if (next == NULL) {
-    next = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
-    atomic_store_explicit(&next_dlopen, next, memory_order_relaxed);
+    next = dlsym(RTLD_NEXT, name);
+    atomic_store_explicit(slot, next, memory_order_relaxed);
   }
   return next;
 }
 
+__attribute__((used)) dlopen_fn deepbind_next(void);
+dlopen_fn deepbind_next(void) { return (dlopen_fn)next_symbol(&next_dlopen, "dlopen"); }
+
 __attribute__((used)) dlmopen_fn deepbind_next_dlmopen(void);
-dlmopen_fn deepbind_next_dlmopen(void) {
-  dlmopen_fn next = atomic_load_explicit(&next_dlmopen, memory_order_relaxed);
-  if (next == NULL) {
-    next = (dlmopen_fn)dlsym(RTLD_NEXT, "dlmopen");
-    atomic_store_explicit(&next_dlmopen, next, memory_order_relaxed);
-  }
-  return next;
-}
+dlmopen_fn deepbind_next_dlmopen(void) { return (dlmopen_fn)next_symbol(&next_dlmopen, "dlmopen"); }
 
 /* glibc's dlopen and dlmopen find their caller from the return address (for RUNPATH
  * and $ORIGIN), so these must jump to them, not call them: the build compiles this

@@ -40,11 +40,15 @@ void allocshim_say(const char *fmt, ...) {
   if (len > sizeof line - 2)
     len = sizeof line - 2;
   line[len++] = '\n';
+  allocshim_write_all(STDERR_FILENO, line, len);
+  errno = saved;
+}
+
+void allocshim_write_all(int fd, const char *buf, size_t len) {
   for (size_t off = 0; off < len;) {
-    ssize_t w = write(STDERR_FILENO, line + off, len - off);
+    ssize_t w = write(fd, buf + off, len - off);
     if (w <= 0 && errno != EINTR)
-      break;
+      return;
     off += w > 0 ? (size_t)w : 0;
   }
-  errno = saved;
 }

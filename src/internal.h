@@ -18,6 +18,10 @@ bool allocshim_env_flag(const char *suffix);
  * write()s it, so it never allocates. */
 void allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* write() until all of buf is out, past EINTR; gives up quietly on an error (a
+ * diagnostic has nowhere else to go). Never allocates. */
+void allocshim_write_all(int fd, const char *buf, size_t len);
+
 /* Called once when the library loads: ALLOCSHIM_PROF_SIGNAL, _AT_EXIT and _DIR. */
 void profile_start(void);
 /* How many signal-requested dumps have finished, failed or not (for tests). */

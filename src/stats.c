@@ -173,12 +173,7 @@ static void print_at_exit(void) {
   int saved = errno;
   char line[512];
   size_t len = format_stats(line, sizeof line, false);
-  for (size_t off = 0; off < len;) {
-    ssize_t w = write(fd, line + off, len - off);
-    if (w <= 0 && errno != EINTR)
-      break;
-    off += w > 0 ? (size_t)w : 0;
-  }
+  allocshim_write_all(fd, line, len);
   errno = saved;
 }
 
