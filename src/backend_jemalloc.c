@@ -7,6 +7,7 @@
 
 #include <allocshim.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,10 +103,15 @@ char *_secure_getenv(const char *name) {
   conf[0] = '\0';
   bool fits = conf_add(conf, sizeof conf, &len, ALLOCSHIM_JEMALLOC_DEFAULTS) &&
               conf_add(conf, sizeof conf, &len, &malloc_conf ? malloc_conf : NULL);
-  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. */
-  char link[256];
-  ssize_t n = readlink("/etc/malloc.conf", link, sizeof link - 1);
-  link[n > 0 ? n : 0] = '\0';
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to; one
+   * too long for the buffer is left out whole, never cut into other options. This runs
+   * inside some caller's first allocation, whose errno must not change: on most systems
+   * the link does not exist. */
+  char link[PATH_MAX];
+  int saved = errno;
+  ssize_t n = readlink("/etc/malloc.conf", link, sizeof link);
+  errno = saved;
+  link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
   if (allocshim_env_flag("PROF")) {
     /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.

@@ -65,7 +65,9 @@ void check_pointer(const char *op, const void *p) {
 }
 
 /* A fork child has one thread; a lookup another thread was doing holds the lock no
- * more. (Additions happen under the backend's own locks, which it holds across fork.) */
+ * more. A change another thread was making may be half done (jemalloc maps some memory
+ * with none of its locks held): then the child trusts every pointer rather than call a
+ * valid one foreign. */
 static void ranges_after_fork(void);
 
 void check_start(void) {
@@ -95,6 +97,7 @@ static bool ranges_overflowed; /* then nothing can be called foreign */
 #define RANGES_LOCK_INIT PTHREAD_RWLOCK_INITIALIZER
 #endif
 static pthread_rwlock_t ranges_lock = RANGES_LOCK_INIT;
+static atomic_bool ranges_changing; /* set under the write lock; read after fork */
 
 /* The first range whose end reaches lo. */
 static size_t ranges_find(uintptr_t lo) {
@@ -122,6 +125,7 @@ static void ranges_insert_at(size_t i, uintptr_t lo, uintptr_t hi) {
 void check_ranges_add(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
   pthread_rwlock_wrlock(&ranges_lock);
+  atomic_store(&ranges_changing, true);
   size_t i = ranges_find(lo), j = i;
   /* Merge every range this one overlaps or touches. */
   while (j < nranges && ranges[j].lo <= hi) {
@@ -136,12 +140,14 @@ void check_ranges_add(const void *p, size_t len) {
     memmove(&ranges[i + 1], &ranges[j], (nranges - j) * sizeof ranges[0]);
     nranges -= j - i - 1;
   }
+  atomic_store(&ranges_changing, false);
   pthread_rwlock_unlock(&ranges_lock);
 }
 
 void check_ranges_remove(const void *p, size_t len) {
   uintptr_t lo = (uintptr_t)p, hi = lo + len;
   pthread_rwlock_wrlock(&ranges_lock);
+  atomic_store(&ranges_changing, true);
   for (size_t i = ranges_find(lo + 1); i < nranges && ranges[i].lo < hi;) {
     struct range r = ranges[i];
     if (r.lo < lo && r.hi > hi) { /* a hole in the middle: split */
@@ -159,6 +165,7 @@ void check_ranges_remove(const void *p, size_t len) {
       nranges--;
     }
   }
+  atomic_store(&ranges_changing, false);
   pthread_rwlock_unlock(&ranges_lock);
 }
 
@@ -185,4 +192,8 @@ bool check_ranges_start(const void *p, const void **lo) {
 static void ranges_after_fork(void) {
   pthread_rwlock_t fresh = RANGES_LOCK_INIT;
   ranges_lock = fresh;
+  if (atomic_load(&ranges_changing)) {
+    ranges_overflowed = true;
+    atomic_store(&ranges_changing, false);
+  }
 }

@@ -263,12 +263,12 @@ static int profile_in_memory(off_t *size) {
   return fail(-1, err);
 }
 
-/* What an explicit path may replace: nothing, or a regular file of ours. Anything else
- * stays as it is: 0, or -1 with errno saying what is there. */
+/* What an explicit path may replace: nothing (1), or a regular file of ours (0).
+ * Anything else stays as it is: -1, with errno saying what is there. */
 static int replaceable(int dir, const char *name) {
   struct stat st;
   if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-    return errno == ENOENT ? 0 : -1;
+    return errno == ENOENT ? 1 : -1;
   if (S_ISDIR(st.st_mode))
     return fail(-1, EISDIR);
   if (S_ISLNK(st.st_mode))
@@ -280,19 +280,30 @@ static int replaceable(int dir, const char *name) {
   return 0;
 }
 
-/* Moves the finished temporary file `tmp` to its name in `dir`. A default name never
- * replaces anything: if it is taken, the next sequence number is tried. */
+/* rename() that never replaces: -1 with EEXIST when `name` is taken. */
+static int rename_new(int dir, const char *tmp, const char *name) {
+  if (renameat2(dir, tmp, dir, name, RENAME_NOREPLACE) == 0)
+    return 0;
+  /* A file system without RENAME_NOREPLACE: link() never replaces either. */
+  if ((errno == EINVAL || errno == ENOSYS) && linkat(dir, tmp, dir, name, 0) == 0) {
+    unlinkat(dir, tmp, 0);
+    return 0;
+  }
+  return -1;
+}
+
+/* Moves the finished temporary file `tmp` to its name in `dir`. An explicit name that
+ * was free when looked at is taken only if it still is: in a sticky shared directory
+ * another user could put a link there in between (our own file there they cannot
+ * touch). A default name never replaces anything: if taken, the next number is tried. */
 static int put_in_place(int dir, const char *tmp, char *name, size_t cap, bool default_name) {
-  if (!default_name)
-    return replaceable(dir, name) == 0 ? renameat(dir, tmp, dir, name) : -1;
+  if (!default_name) {
+    int r = replaceable(dir, name);
+    return r < 0 ? -1 : r == 1 ? rename_new(dir, tmp, name) : renameat(dir, tmp, dir, name);
+  }
   for (int i = 0; i < NAME_TRIES; i++) {
-    if (renameat2(dir, tmp, dir, name, RENAME_NOREPLACE) == 0)
+    if (rename_new(dir, tmp, name) == 0)
       return 0;
-    /* A file system without RENAME_NOREPLACE: link() never replaces either. */
-    if ((errno == EINVAL || errno == ENOSYS) && linkat(dir, tmp, dir, name, 0) == 0) {
-      unlinkat(dir, tmp, 0);
-      return 0;
-    }
     if (errno != EEXIST)
       return -1;
     snprintf(name, cap, "allocshim.%ld.%u.heap", (long)getpid(), atomic_fetch_add(&dump_seq, 1));
@@ -384,7 +395,7 @@ static int dump_profile(const char *path, char *why, size_t cap) {
   int dfd = open_trusted_dir(dir, path == NULL && prof_dir[0] != '\0', why, cap);
   if (dfd < 0)
     return fail(ALLOC_EIO, errno);
-  if (path != NULL && replaceable(dfd, name) != 0) { /* before the work; again at the end */
+  if (path != NULL && replaceable(dfd, name) < 0) { /* before the work; again at the end */
     int err = errno;
     close(dfd);
     return fail(ALLOC_EIO, err);
