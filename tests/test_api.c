@@ -40,15 +40,7 @@ static int teardown(void **state) {
 }
 
 /* Number of entries in the test directory, "." and ".." aside. */
-static int entries(void) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-    n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-  if (d)
-    closedir(d);
-  return n;
-}
+static int entries(void) { return count_entries(dir, ""); }
 
 static void empty_dir(void) {
   DIR *d = opendir(dir);

@@ -165,14 +165,10 @@ static void test_activate(void **state) {
   }
 }
 
+/* Profiles in `dir`; a directory not made yet holds none. */
 static int count_heaps(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-    n += strstr(e->d_name, ".heap") != NULL;
-  if (d)
-    closedir(d);
-  return n;
+  int n = count_entries(dir, ".heap");
+  return n < 0 ? 0 : n;
 }
 
 /* Waits for `want` profiles in `dir`, at most 30 s: they are written by another thread. */
@@ -272,15 +268,7 @@ static void test_failed_dumps_said_once(void **state) {
   } while (0)
 
 /* Entries in `dir`, "." and ".." aside: hidden temporary files count. */
-static int entries_in(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-    n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-  if (d)
-    closedir(d);
-  return d ? n : -1;
-}
+static int entries_in(const char *dir) { return count_entries(dir, ""); }
 
 /* Whether `path` is a regular file that starts like a jemalloc heap profile. */
 static bool is_profile(const char *path) {

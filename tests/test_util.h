@@ -3,6 +3,7 @@
 #ifndef ALLOCSHIM_TEST_UTIL_H
 #define ALLOCSHIM_TEST_UTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,20 @@ static inline bool all_zero(const void *p, size_t n) {
     if (b[i] != 0)
       return false;
   return true;
+}
+
+/* Entries in `dir` whose name contains `part` ("" for every one), "." and ".." aside;
+ * -1 when the directory cannot be opened. */
+static inline int count_entries(const char *dir, const char *part) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+         strstr(e->d_name, part) != NULL;
+  closedir(d);
+  return n;
 }
 
 /* Hides a constant from the optimiser, which may otherwise fold malloc(SIZE_MAX)

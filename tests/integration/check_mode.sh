@@ -15,23 +15,36 @@ if grep -q "cannot check pointers" <<<"$probe"; then
   echo "check_mode: checked mode is not available on this build"
   exit 77
 fi
+# expect_abort LABEL MESSAGE [NAME=VALUE...] SOURCE OP: the foreign program hands
+# SOURCE's pointer to OP under checked mode; it must abort (exit 134) with OP's name and
+# MESSAGE, never getting past the call. The output is left in $out.
+expect_abort() {
+  local label=$1 message=$2
+  shift 2
+  local source=${*: -2:1} op=${*: -1} said
+  local envs=("${@:1:$#-2}")
+  case $op in
+    usable) said=malloc_usable_size ;;
+    delete) said=free ;; # operator delete is reported as the free it is
+    *) said=$op ;;
+  esac
+  out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "${envs[@]}" "$foreign" "$source" "$op" 2>&1)
+  local rc=$?
+  if [ $rc -eq 134 ] && grep -q "$said(0x[0-9a-f]*): $message" <<<"$out" &&
+    ! grep -q survived <<<"$out"; then
+    echo "check_mode: $label: aborted naming $message"
+  else
+    echo "check_mode: FAIL: $label: exit $rc"
+    echo "$out"
+    fail=1
+  fi
+}
+# The cause checked mode must name for a freed-* or inside-* pointer.
+cause_of() { case $1 in freed-*) echo "double free" ;; *) echo "a pointer into the middle of a block" ;; esac; }
+
 for source in glibc static stack; do
   for op in free realloc usable delete; do
-    case $op in
-      usable) said=malloc_usable_size ;;
-      delete) said=free ;; # operator delete is reported as the free it is
-      *) said=$op ;;
-    esac
-    out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$foreign" $source $op 2>&1)
-    rc=$?
-    if [ $rc -eq 134 ] && grep -q "$said(0x[0-9a-f]*): this pointer was not allocated by $backend" <<<"$out" &&
-      ! grep -q survived <<<"$out"; then
-      echo "check_mode: $source pointer to $op: aborted with the diagnosis"
-    else
-      echo "check_mode: FAIL: $source pointer to $op: exit $rc"
-      echo "$out"
-      fail=1
-    fi
+    expect_abort "$source pointer to $op" "this pointer was not allocated by $backend" $source $op
   done
 done
 grep -m1 "Likely causes" <<<"$out" | fold -s -w 100
@@ -44,26 +57,8 @@ else
   echo "check_mode: this build cannot tell freed or interior pointers; not tried"
 fi
 for source in "${blocks[@]}"; do
-  case $source in
-    freed-*) cause="double free" ;;
-    inside-*) cause="a pointer into the middle of a block" ;;
-  esac
   for op in free realloc usable delete; do
-    case $op in
-      usable) said=malloc_usable_size ;;
-      delete) said=free ;;
-      *) said=$op ;;
-    esac
-    out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 "$foreign" $source $op 2>&1)
-    rc=$?
-    if [ $rc -eq 134 ] && grep -q "$said(0x[0-9a-f]*): $cause" <<<"$out" &&
-      ! grep -q survived <<<"$out"; then
-      echo "check_mode: $source to $op: aborted naming $cause"
-    else
-      echo "check_mode: FAIL: $source to $op: exit $rc"
-      echo "$out"
-      fail=1
-    fi
+    expect_abort "$source to $op" "$(cause_of $source)" $source $op
   done
 done
 [ ${#blocks[@]} -gt 0 ] && grep -m1 "middle of a block" <<<"$out" | fold -s -w 100
@@ -72,19 +67,8 @@ done
 hpa=()
 [ "${CHECK_BLOCKS:-1}" = 1 ] && hpa=(freed-small freed-medium freed-large inside-medium)
 for source in "${hpa[@]}"; do
-  case $source in
-    freed-*) cause="double free" ;;
-    inside-*) cause="a pointer into the middle of a block" ;;
-  esac
-  out=$(preloaded "$lib" ALLOCSHIM_CHECK=1 MALLOC_CONF=hpa:true "$foreign" $source free 2>&1)
-  rc=$?
-  if [ $rc -eq 134 ] && grep -q "free(0x[0-9a-f]*): $cause" <<<"$out"; then
-    echo "check_mode: MALLOC_CONF=hpa:true, $source to free: aborted naming $cause"
-  else
-    echo "check_mode: FAIL: MALLOC_CONF=hpa:true, $source to free: exit $rc"
-    echo "$out"
-    fail=1
-  fi
+  expect_abort "MALLOC_CONF=hpa:true, $source to free" "$(cause_of $source)" MALLOC_CONF=hpa:true \
+    $source free
 done
 # What the same mistake does with the raw backend preloaded, for comparison.
 if [ -n "$raw" ] && [ -e "$raw" ]; then

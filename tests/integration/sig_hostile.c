@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../test_util.h"
+
 /* Said on stderr with write(), which still works when stdout is closed. */
 static int say_fail(const char *what, int arg) {
   char line[256];
@@ -26,14 +28,10 @@ static int say_fail(const char *what, int arg) {
   return 1;
 }
 
+/* Profiles in `dir`; a directory not made yet holds none. */
 static int count_heaps(const char *dir) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-    n += strstr(e->d_name, ".heap") != NULL;
-  if (d)
-    closedir(d);
-  return n;
+  int n = count_entries(dir, ".heap");
+  return n < 0 ? 0 : n;
 }
 
 /* Waits until `dir` holds at least `want` profiles; false after 30 s. A dump is
