@@ -528,13 +528,22 @@ static void *dump_thread(void *arg) {
  * catching changes what the program does: PIPE (a program that should die on a closed
  * pipe would go on), CHLD (a dump per child that exits), job control (a background
  * read of the terminal with TTIN caught is retried forever), and the resource limits. */
+/* Only USR1, USR2 and the real-time signals may be chosen: nobody else sends them. Every
+ * other one either has a sender besides the operator (the kernel, a terminal, a network
+ * peer, or, for CONT, any process of the same session whatever its user: an
+ * unprivileged user could fill a root daemon's disk with dumps) or a meaning the program
+ * relies on (a stop, a hang-up, its own timers). */
+#define STOPS    "it asks the program to stop; caught, the program would go on"
+#define HANGUP   "the terminal sends it when it hangs up, and daemons use it to reload"
+#define TIMER    "the program's own timers raise it (alarm, setitimer)"
+#define ASYNC_IO "the kernel sends it when asynchronous I/O is ready"
 static const struct signal_name {
   const char *name;
   int sig;
   const char *refused; /* NULL: may be chosen */
 } signal_names[] = {
-    {"HUP", SIGHUP, NULL},
-    {"INT", SIGINT, NULL},
+    {"HUP", SIGHUP, HANGUP},
+    {"INT", SIGINT, STOPS},
     {"QUIT", SIGQUIT, "its default action is a core dump, the way to see inside a hung program"},
     {"ILL", SIGILL, "it reports a crash; caught, a real crash would loop forever"},
     {"TRAP", SIGTRAP, "debuggers and breakpoints use it"},
@@ -547,27 +556,27 @@ static const struct signal_name {
     {"SEGV", SIGSEGV, "it reports a crash; caught, a real crash would loop forever"},
     {"USR2", SIGUSR2, NULL},
     {"PIPE", SIGPIPE, "the kernel sends it on writes to a closed pipe or socket"},
-    {"ALRM", SIGALRM, NULL},
-    {"TERM", SIGTERM, NULL},
+    {"ALRM", SIGALRM, TIMER},
+    {"TERM", SIGTERM, STOPS},
 #ifdef SIGSTKFLT
-    {"STKFLT", SIGSTKFLT, NULL},
+    {"STKFLT", SIGSTKFLT, "it is unused on Linux; USR1, USR2 and RTMIN+n are for this"},
 #endif
     {"CHLD", SIGCHLD, "the kernel sends it whenever a child process ends"},
-    {"CONT", SIGCONT, NULL},
+    {"CONT", SIGCONT, "any process of the same session may send it, whoever runs it"},
     {"STOP", SIGSTOP, "it cannot be caught"},
     {"TSTP", SIGTSTP, "it is job control (^Z)"},
     {"TTIN", SIGTTIN, "it is job control: a background read of the terminal would retry forever"},
     {"TTOU", SIGTTOU, "it is job control: a background write to the terminal would retry forever"},
-    {"URG", SIGURG, NULL},
+    {"URG", SIGURG, "the kernel sends it when a network peer sends urgent data"},
     {"XCPU", SIGXCPU, "the kernel sends it at the CPU time limit"},
     {"XFSZ", SIGXFSZ, "the kernel sends it at the file size limit"},
-    {"VTALRM", SIGVTALRM, NULL},
-    {"PROF", SIGPROF, NULL},
-    {"WINCH", SIGWINCH, NULL},
-    {"IO", SIGIO, NULL},
-    {"POLL", SIGPOLL, NULL},
+    {"VTALRM", SIGVTALRM, TIMER},
+    {"PROF", SIGPROF, TIMER},
+    {"WINCH", SIGWINCH, "the kernel sends it whenever the terminal is resized"},
+    {"IO", SIGIO, ASYNC_IO},
+    {"POLL", SIGPOLL, ASYNC_IO},
 #ifdef SIGPWR
-    {"PWR", SIGPWR, NULL},
+    {"PWR", SIGPWR, "init and power daemons send it"},
 #endif
     {"SYS", SIGSYS, "it reports a crash (a bad system call, seccomp)"},
 };
