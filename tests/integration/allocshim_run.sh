@@ -19,7 +19,7 @@ expect() { # WANT_RC WANT_STDERR_REGEX DESCRIPTION [ENV=...] ARGS...
   local err rc
   err=$(env "${env[@]}" "$tool" "$@" 2>&1 >/dev/null)
   rc=$?
-  if [ $rc -eq "$want" ] && grep -Eq "$pattern" <<<"$err"; then
+  if [ $rc -eq "$want" ] && grep -Eq -- "$pattern" <<<"$err"; then
     echo "allocshim-run: ok: $what: exit $rc"
   else
     echo "allocshim-run: FAIL: $what: exit $rc (want $want), stderr: $err"
@@ -33,4 +33,17 @@ expect 2 'space or colon' "--lib with a colon" --lib "$tmp/dir:colon/liballocshi
 expect 2 'space or colon' "ALLOCSHIM_LIB with a space" "ALLOCSHIM_LIB=$tmp/dir with space/liballocshim.so.0" --verbose -- true
 expect 2 'no such library.*ALLOCSHIM_LIB' "ALLOCSHIM_LIB naming no file" ALLOCSHIM_LIB=/nonexistent/liballocshim.so.0 --verbose -- true
 expect 2 'no such library.*--lib' "--lib naming no file" --lib /nonexistent/liballocshim.so.0 --verbose -- true
+# A name ending in a newline (which $(...) would drop), a file that is no library, a PIE
+# program, and an empty --lib: refused, never run without the shim.
+cp "$lib" "$tmp/nl.so
+"
+printf 'x\n' >"$tmp/text.so"
+cp /bin/true "$tmp/program.so"
+expect 2 'control character' "--lib ending in a newline" --lib "$tmp/nl.so
+" --verbose -- true
+expect 2 'not a liballocshim' "--lib naming a text file" --lib "$tmp/text.so" --verbose -- true
+expect 2 'not a liballocshim' "--lib naming a program" --lib "$tmp/program.so" --verbose -- true
+expect 2 'not a liballocshim' "ALLOCSHIM_LIB naming a program" "ALLOCSHIM_LIB=$tmp/program.so" --verbose -- true
+expect 2 '--lib needs a value' "an empty --lib" --lib "" --verbose -- true
+expect 2 '--prof-dir needs a value' "--prof-dir with nothing after it" --prof-dir
 exit $fail
