@@ -185,12 +185,15 @@ void stats_start(void) {
     return; /* started without stderr: whatever takes its number later is not it */
   err_dev = sb.st_dev;
   err_ino = sb.st_ino;
-  /* Below 1024, where a descriptor is usable with select(), and clear of the low
-   * numbers; lower when the limit is. Without a copy the line still goes to fd 2. */
+  /* Below 1024, where a descriptor is usable with select(), and clear of the numbers
+   * a program uses; lower when the limit is, but never one of the program's last few
+   * (under a limit of 6, taking fd 4 kept python3 from starting). Without a copy the
+   * line still goes to fd 2. */
   struct rlimit rl;
   int high = 1000;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024)
-    high = (int)rl.rlim_cur * 3 / 4;
-  err_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, high);
+    high = rl.rlim_cur >= 64 ? (int)rl.rlim_cur * 3 / 4 : -1;
+  if (high > 0)
+    err_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, high);
   atexit(print_at_exit);
 }
