@@ -405,13 +405,14 @@ static const char profile_token[] = "/dev/null/allocshim-profile";
 static _Thread_local int profile_fd __attribute__((tls_model("initial-exec"))) = -1;
 
 /* Unarmed, this serves jemalloc's own dumps (prof_final, gdump and idump under
- * MALLOC_CONF's prof_prefix, prof.log): a new file only, never a symlink's target, and
- * 0600 rather than 0644, since a profile shows the program's insides. */
+ * MALLOC_CONF's prof_prefix, prof.log): a new file only, in a trusted directory, never
+ * a symlink's target, and 0600 rather than 0644, since a profile shows the program's
+ * insides (profile_create_new). */
 int _creat(const char *name, mode_t mode) {
   (void)mode;
   if (name == profile_token && profile_fd >= 0)
     return fcntl(profile_fd, F_DUPFD_CLOEXEC, 0);
-  return open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  return profile_create_new(name);
 }
 
 int be_profile_dump(int fd) {

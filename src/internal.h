@@ -26,6 +26,9 @@ void allocshim_write_all(int fd, const char *buf, size_t len);
 void profile_start(void);
 /* How many signal-requested dumps have finished, failed or not (for tests). */
 unsigned profile_signal_dumps_done(void);
+/* A new 0600 file at `path`, for a profile jemalloc writes itself, in a directory
+ * trusted as the shim's own dumps' are: a descriptor, or -1 with errno. */
+int profile_create_new(const char *path);
 /* ALLOCSHIM_PROF_SIGNAL's value ("USR2", "SIGUSR2", "12", "RTMIN+2") to a signal
  * number; -1, with *why (if why is not NULL) saying why, for what is not a signal or
  * may not be chosen: uncatchable, fatal, reserved. */

@@ -374,6 +374,28 @@ static int locate(const char *path, char *dir, size_t dir_cap, char *name, size_
   return n >= 0 && (size_t)n < dir_cap - at ? 0 : fail(-1, ENAMETOOLONG);
 }
 
+/* A new file for a profile jemalloc writes itself (MALLOC_CONF's prof_final, gdump, an
+ * interval dump): the same trusted-directory walk as the shim's own dumps, so a link
+ * another user planted on the way is refused too, then a new 0600 file only, never a
+ * symlink's target. A descriptor, or -1 with errno (and one line for an untrusted
+ * directory). */
+int profile_create_new(const char *path) {
+  char dir[PATH_MAX], name[NAME_MAX + 1], why[1024];
+  if (locate(path, dir, sizeof dir, name, sizeof name) != 0)
+    return -1;
+  int dfd = open_trusted_dir(dir, false, why, sizeof why);
+  if (dfd < 0) {
+    if (errno == EPERM)
+      allocshim_say("%s", why);
+    return -1;
+  }
+  int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  int err = errno;
+  close(dfd);
+  errno = err;
+  return fd;
+}
+
 /* alloc_profile_dump(), with the reason for refusing a directory left in `why` for the
  * caller to say (once, or every time) rather than said here. */
 static int dump_profile(const char *path, char *why, size_t cap) {

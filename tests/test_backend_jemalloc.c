@@ -123,6 +123,33 @@ static void test_creat_only_new_files(void **state) {
   assert_int_equal(sb.st_size, 8);
   /* The token of an armed dump, reached unarmed, opens nothing. */
   assert_int_equal(_creat("/dev/null/allocshim-profile", 0644), -1);
+  /* jemalloc's own dumps go only where the shim's may: a directory another user owns,
+   * or reaches through a link of theirs, is refused (as root, where that matters). */
+  if (geteuid() == 0) {
+    char evil[PATH_MAX], guarded[PATH_MAX], through[PATH_MAX + 16];
+    snprintf(evil, sizeof evil, "%s/evil", dir);
+    snprintf(guarded, sizeof guarded, "%s/guarded", dir);
+    snprintf(through, sizeof through, "%s/evil/sub/x.heap", dir);
+    assert_int_equal(mkdir(evil, 0755), 0);
+    assert_int_equal(mkdir(guarded, 0700), 0);
+    assert_int_equal(chown(evil, 65534, 65534), 0);
+    snprintf(link, sizeof link, "%s/evil/sub", dir);
+    assert_int_equal(symlink(guarded, link), 0);
+    assert_int_equal(lchown(link, 65534, 65534), 0);
+    errno = 0;
+    assert_int_equal(_creat(through, 0644), -1);
+    assert_int_equal(errno, EPERM);
+    snprintf(through, sizeof through, "%s/evil/y.heap", dir);
+    assert_int_equal(_creat(through, 0644), -1);
+    assert_int_equal(errno, EPERM);
+    DIR *d = opendir(guarded);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+      n += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(n, 0);
+  }
   char cmd[PATH_MAX + 16];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   assert_int_equal(system(cmd), 0);
