@@ -6,20 +6,72 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <link.h>
+#include <string.h>
 
 int glue_malloc_owner; /* GLUE_MALLOC_UNKNOWN until the first look */
 static void *(*other_realloc)(void *p, size_t n);
 static void (*other_free)(void *p);
 static const char *other_name;
 
-/* Found once, by the dynamic linker's own lookup: the object that defines the malloc
- * every other object binds to. Neither dlsym (for a symbol that exists) nor dladdr
- * allocates. */
+/* A program built without PIE that takes malloc's address holds a stub for it (a
+ * "canonical PLT entry"), and dlsym names that stub, which defines nothing: the malloc
+ * every object binds to is then the first definition among the other objects, in load
+ * order. Asked of each object by name; only such programs (python3 on Debian) get here. */
+struct definer {
+  void *fn;
+  bool found;
+};
+static int first_definer(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  struct definer *d = data;
+  if (info->dlpi_name == NULL || info->dlpi_name[0] == '\0')
+    return 0; /* the program itself */
+  void *h = dlopen(info->dlpi_name, RTLD_NOLOAD | RTLD_LAZY);
+  if (h == NULL)
+    return 0; /* the vDSO */
+  void *fn = dlsym(h, "malloc");
+  Dl_info where;
+  if (fn != NULL && dladdr(fn, &where) && where.dli_fname != NULL &&
+      strcmp(where.dli_fname, info->dlpi_name) == 0) {
+    d->fn = fn;
+    d->found = true;
+  }
+  dlclose(h);
+  return d->found;
+}
+
+/* Whether the symbol at fn is such a stub: undefined, with a value. dladdr and dlsym
+ * both take it for a definition; glibc's dladdr1 shows the symbol itself. Without it
+ * (musl), a stub is taken for the program's own malloc, which only makes the extras
+ * reach the shim through the stub. */
+static bool is_stub(void *fn) {
+#if defined(__GLIBC__) /* dladdr1 */
+  Dl_info info;
+  const ElfW(Sym) *sym = NULL;
+  return dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL &&
+         sym->st_shndx == SHN_UNDEF;
+#else
+  (void)fn;
+  return false;
+#endif
+}
+
+/* Found once, at start (foreign_start), by the dynamic linker's own lookup: the object
+ * that defines the malloc every other object binds to. Neither dlsym (for a symbol that
+ * exists) nor dladdr allocates; the stub's case may, through dlopen, into the shim. */
 static int look(void) {
   Dl_info mine, theirs;
   void *winner = dlsym(RTLD_DEFAULT, "malloc");
-  if (winner == NULL || !dladdr((void *)look, &mine) || !dladdr(winner, &theirs) ||
-      mine.dli_fbase == theirs.dli_fbase)
+  if (winner == NULL || !dladdr((void *)look, &mine) || !dladdr(winner, &theirs))
+    return GLUE_MALLOC_OURS;
+  if (is_stub(winner)) {
+    struct definer d = {NULL, false};
+    dl_iterate_phdr(first_definer, &d);
+    if (!d.found || !dladdr(d.fn, &theirs))
+      return GLUE_MALLOC_OURS;
+  }
+  if (mine.dli_fbase == theirs.dli_fbase)
     return GLUE_MALLOC_OURS;
   void *r = dlsym(RTLD_DEFAULT, "realloc"), *f = dlsym(RTLD_DEFAULT, "free");
   if (r == NULL || f == NULL)

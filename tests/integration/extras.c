@@ -92,7 +92,13 @@ static void check(int ok, const char *what) {
   }
 }
 
+/* malloc's address, taken in code: built without PIE, the program then holds a stub
+ * that stands for malloc (a canonical PLT entry), which dlsym finds ahead of any
+ * library. */
+static void *(*volatile malloc_fn)(size_t);
+
 int main(void) {
+  malloc_fn = malloc;
   /* Looked up, not linked: glibc 2.36 has no free_sized or free_aligned_sized. */
   void *(*reallocarray_fn)(void *, size_t, size_t) =
       (void *(*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "reallocarray");
@@ -106,7 +112,7 @@ int main(void) {
   }
   unsigned long blocks = 0;
   for (size_t n = 1; n <= ((size_t)1 << 20); n = n * 2 + 7) {
-    unsigned char *p = malloc(n);
+    unsigned char *p = malloc_fn(n);
     check(p != NULL, "malloc");
     memset(p, 0x6B, n);
     p = reallocarray_fn(p, 3, n);
