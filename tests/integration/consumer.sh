@@ -38,4 +38,13 @@ check "pkg-config --static" "$tmp/pc_static"
 
 cc -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
 check "cc -lallocshim" "$tmp/plain"
+
+# The installed allocshim-run knows no build tree: it finds the library and its
+# allocshim-doctor only where cmake --install put them.
+if out=$("$prefix/bin/allocshim-run" --doctor "$tmp/plain" 2>&1) &&
+  grep -q "^allocshim-run: $tmp/plain: preloading will work" <<<"$out"; then
+  echo "consumer: ok: installed allocshim-run --doctor: $out"
+else
+  echo "consumer: FAIL: installed allocshim-run --doctor: $out"; fail=1
+fi
 exit $fail
