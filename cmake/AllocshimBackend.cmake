@@ -1,7 +1,8 @@
 # Decides which allocator serves the shim, from the *target* platform (so cross builds
 # choose right), and sets up how it is linked. No other file picks a backend.
 #
-# Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
+# Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC (also
+#      ALLOCSHIM_GLIBC=0|1 for every C file of the project),
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
 #      ALLOCSHIM_BACKEND_OBJECTS (the backend's objects, when it is linked in),
 #      ALLOCSHIM_BACKEND_DIRECT (name=backend function pairs the link makes one),
@@ -23,6 +24,10 @@ check_c_source_compiles([=[
 #error not glibc
 #endif
 int main(void) { return 0; }]=] ALLOCSHIM_TARGET_GLIBC)
+# The same fact for the C code, the shim's and the tests' alike, so that no source file
+# asks its own question: glibc's extra names and features (__libc_*, mallinfo2 and
+# friends, dlmopen namespaces, RTLD_DEEPBIND) exist only there, musl 1.2.3 has none.
+add_compile_definitions(ALLOCSHIM_GLIBC=$<BOOL:${ALLOCSHIM_TARGET_GLIBC}>)
 check_c_source_compiles([=[
 #include <stdlib.h>
 #if !defined(__linux__) || !defined(__GLIBC__) || !defined(__x86_64__)
