@@ -1,7 +1,8 @@
 # Decides which allocator serves the shim, from the *target* platform (so cross builds
 # choose right), and sets up how it is linked. No other file picks a backend.
 #
-# Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC,
+# Out: ALLOCSHIM_BACKEND_RESOLVED (jemalloc|mimalloc), ALLOCSHIM_TARGET_GLIBC (also
+#      ALLOCSHIM_GLIBC=0|1 for every C file of the project),
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
 #      ALLOCSHIM_BACKEND_OBJECTS (the backend's objects, when it is linked in),
 #      ALLOCSHIM_BACKEND_DIRECT (name=backend function pairs the link makes one),
@@ -23,6 +24,10 @@ check_c_source_compiles([=[
 #error not glibc
 #endif
 int main(void) { return 0; }]=] ALLOCSHIM_TARGET_GLIBC)
+# The same fact for the C code, the shim's and the tests' alike, so that no source file
+# asks its own question: glibc's extra names and features (__libc_*, mallinfo2 and
+# friends, dlmopen namespaces, RTLD_DEEPBIND) exist only there, musl 1.2.3 has none.
+add_compile_definitions(ALLOCSHIM_GLIBC=$<BOOL:${ALLOCSHIM_TARGET_GLIBC}>)
 check_c_source_compiles([=[
 #include <stdlib.h>
 #if !defined(__linux__) || !defined(__GLIBC__) || !defined(__x86_64__)
@@ -145,14 +150,14 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   set(ALLOCSHIM_BACKEND_VERSION_HINT "static, from ${ALLOCSHIM_JEMALLOC_PIC}")
 else()
   # mimalloc is compiled into the shim from its source when that is at hand
-  # (tools/fetch-mimalloc gets the distribution's own), so that, as with jemalloc,
+  # (tools/fetch-source mimalloc gets the distribution's own), so that, as with jemalloc,
   # malloc can be mimalloc's function itself and no second library is mapped;
   # otherwise the shim links the distribution's libmimalloc.so.
   set(ALLOCSHIM_MIMALLOC_LINK "auto" CACHE STRING
       "How mimalloc is linked: auto (source if ALLOCSHIM_MIMALLOC_SOURCE has it), source or shared")
   set_property(CACHE ALLOCSHIM_MIMALLOC_LINK PROPERTY STRINGS auto source shared)
   set(ALLOCSHIM_MIMALLOC_SOURCE "${PROJECT_SOURCE_DIR}/.deps/mimalloc" CACHE PATH
-      "mimalloc's source tree, as tools/fetch-mimalloc unpacks it")
+      "mimalloc's source tree, as tools/fetch-source mimalloc unpacks it")
   set(_mi_src ${ALLOCSHIM_MIMALLOC_SOURCE})
   # Compiled in means --defsym and a version script: GNU ld on an ELF target.
   if(EXISTS ${_mi_src}/src/static.c AND CMAKE_SYSTEM_NAME STREQUAL "Linux")
@@ -165,7 +170,7 @@ else()
 
   if(ALLOCSHIM_MIMALLOC_LINK_RESOLVED STREQUAL "source")
     if(NOT EXISTS ${_mi_src}/src/static.c)
-      message(FATAL_ERROR "no mimalloc source in ${_mi_src}: run tools/fetch-mimalloc, or set "
+      message(FATAL_ERROR "no mimalloc source in ${_mi_src}: run tools/fetch-source mimalloc, or set "
                           "ALLOCSHIM_MIMALLOC_SOURCE")
     endif()
     # static.c is all of mimalloc in one translation unit, built with the defines of the
@@ -226,7 +231,7 @@ else()
     find_library(ALLOCSHIM_MIMALLOC_LIB NAMES mimalloc)
     if(NOT ALLOCSHIM_MIMALLOC_INCLUDE OR NOT ALLOCSHIM_MIMALLOC_LIB)
       message(FATAL_ERROR "mimalloc not found: install libmimalloc-dev (for a cross build, "
-                          "libmimalloc-dev:<arch>), or unpack its source with tools/fetch-mimalloc")
+                          "libmimalloc-dev:<arch>), or unpack its source with tools/fetch-source mimalloc")
     endif()
     target_include_directories(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_INCLUDE})
     target_link_libraries(allocshim_backend INTERFACE ${ALLOCSHIM_MIMALLOC_LIB})

@@ -4,7 +4,9 @@
 # In:  ALLOCSHIM_CROSS_QEMU (the target's emulator), ALLOCSHIM_TEST_PAGE_SIZES (page sizes
 #      to emulate: these always need the emulator, whatever the host can run).
 # Out: CMAKE_CROSSCOMPILING_EMULATOR (set or empty), ALLOCSHIM_TEST_RUNNER ("native", or
-#      the emulator's name), both for the tests that follow.
+#      the emulator's name), ALLOCSHIM_TEST_NATIVE (ON when the target's programs run
+#      here as they are: a native build, or a cross target this host's kernel runs,
+#      such as i686 or musl), all for the tests that follow.
 set(ALLOCSHIM_TEST_RUNNER native)
 if(CMAKE_CROSSCOMPILING)
   # A kernel without IA32 emulation (many cloud VMs, Firecracker) cannot exec an i686
@@ -36,4 +38,9 @@ if(CMAKE_CROSSCOMPILING)
   endif()
   message(STATUS "allocshim tests run: ${ALLOCSHIM_TEST_RUNNER} (a ${CMAKE_SYSTEM_PROCESSOR} program "
                  "run by the host itself gave ${_native}; 42 means it ran)")
+endif()
+if(ALLOCSHIM_TEST_RUNNER STREQUAL "native")
+  set(ALLOCSHIM_TEST_NATIVE ON)
+else()
+  set(ALLOCSHIM_TEST_NATIVE OFF)
 endif()

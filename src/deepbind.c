@@ -7,15 +7,17 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 
-typedef void *(*dlopen_fn)(const char *file, int mode);
-typedef void *(*dlmopen_fn)(Lmid_t lmid, const char *file, int mode);
-static void *_Atomic next_dlopen; /* glibc's, found once */
-static void *_Atomic next_dlmopen;
 static bool keep_deepbind;
 
 void deepbind_start(void) { keep_deepbind = allocshim_env_flag("DEEPBIND"); }
 
-#if defined(RTLD_DEEPBIND) /* glibc */
+/* musl has neither RTLD_DEEPBIND nor dlmopen: its dlopen needs no wrapper. */
+#if ALLOCSHIM_GLIBC
+
+typedef void *(*dlopen_fn)(const char *file, int mode);
+typedef void *(*dlmopen_fn)(Lmid_t lmid, const char *file, int mode);
+static void *_Atomic next_dlopen; /* glibc's, found once */
+static void *_Atomic next_dlmopen;
 
 /* The flags with RTLD_DEEPBIND dropped (saying so once), unless ALLOCSHIM_DEEPBIND=1
  * asks to keep it. */
@@ -155,4 +157,4 @@ ALLOC_API void *dlmopen(Lmid_t lmid, const char *file, int mode) {
   return deepbind_next_dlmopen()(lmid, file, deepbind_dlmopen_mode(lmid, file, mode));
 }
 #endif
-#endif
+#endif /* ALLOCSHIM_GLIBC */

@@ -43,7 +43,7 @@ BE_DIRECT void cfree(void *p) ALIAS(free);
 
 /* glibc's own names for the same functions: libraries that call them directly would
  * otherwise reach glibc's allocator behind the shim's back. */
-#if defined(__GLIBC__)
+#if ALLOCSHIM_GLIBC
 BE_DIRECT void *__libc_malloc(size_t n) ALIAS(malloc);
 BE_DIRECT void __libc_free(void *p) ALIAS(free);
 BE_DIRECT void *__libc_calloc(size_t c, size_t n) ALIAS(calloc);
@@ -55,7 +55,7 @@ void *__libc_pvalloc(size_t n) ALIAS(pvalloc);
 
 /* glibc's introspection, answered from the backend's figures (src/stats.c); glibc's
  * own would describe its empty arena. */
-#if defined(__GLIBC__)
+#if ALLOCSHIM_GLIBC
 EXPORT struct mallinfo2 mallinfo2(void) { return stats_mallinfo2(); }
 EXPORT struct mallinfo mallinfo(void) { return stats_mallinfo(); }
 EXPORT void malloc_stats(void) { stats_malloc_stats(); }

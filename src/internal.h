@@ -48,12 +48,15 @@ void deepbind_start(void);
 /* Called once when the library loads: ALLOCSHIM_STATS_AT_EXIT. */
 void stats_start(void);
 
-/* glibc's introspection calls, answered by src/stats.c. */
+/* glibc's introspection calls, answered by src/stats.c; musl has no such calls
+ * (ALLOCSHIM_GLIBC: cmake/AllocshimBackend.cmake). */
+#if ALLOCSHIM_GLIBC
 struct mallinfo2 stats_mallinfo2(void);
 struct mallinfo stats_mallinfo(void);
 void stats_malloc_stats(void);
 int stats_malloc_info(int options, FILE *fp);
 int stats_malloc_trim(size_t pad);
 int stats_mallopt(int param, int value);
+#endif
 
 #endif /* ALLOCSHIM_INTERNAL_H */

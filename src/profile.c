@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -282,7 +283,9 @@ static int replaceable(int dir, const char *name) {
 
 /* rename() that never replaces: -1 with EEXIST when `name` is taken. */
 static int rename_new(int dir, const char *tmp, const char *name) {
-  if (renameat2(dir, tmp, dir, name, RENAME_NOREPLACE) == 0)
+  /* The system call, not glibc's renameat2(): musl 1.2.3 has no wrapper for it. 1 is
+   * <linux/fs.h>'s RENAME_NOREPLACE, a header musl's compiler does not see. */
+  if (syscall(SYS_renameat2, dir, tmp, dir, name, 1u) == 0)
     return 0;
   /* A file system without RENAME_NOREPLACE: link() never replaces either. */
   if ((errno == EINVAL || errno == ENOSYS) && linkat(dir, tmp, dir, name, 0) == 0) {

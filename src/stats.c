@@ -1,4 +1,4 @@
-/* Memory statistics from the backend: alloc_stats() and its printer, and glibc's
+/* Memory statistics from the backend: alloc_stats() and its printer, and (on glibc) its
  * introspection calls (mallinfo2, malloc_stats, malloc_info, malloc_trim, mallopt)
  * answered from the same figures, so glibc-minded monitoring keeps telling the truth. */
 #define _GNU_SOURCE
@@ -67,6 +67,8 @@ int alloc_stats_print(FILE *f, int format) {
   return fflush(f) == 0 && !ferror(f) ? ALLOC_OK : (errno = EIO, ALLOC_EIO);
 }
 
+/* glibc's introspection: the names exist only where glibc's <malloc.h> declares them. */
+#if ALLOCSHIM_GLIBC
 static size_t known(size_t v) { return v == ALLOC_STAT_UNKNOWN ? 0 : v; }
 
 /* glibc's fields in the backend's terms: arena is what the allocator holds from the
@@ -147,6 +149,7 @@ int stats_mallopt(int param, int value) {
   (void)value;
   return 1;
 }
+#endif /* ALLOCSHIM_GLIBC */
 
 /* ALLOCSHIM_STATS_AT_EXIT's line goes to the stderr the program started with, and
  * nowhere else. Programs close stderr at exit (coreutils' close_stdout, an atexit

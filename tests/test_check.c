@@ -40,7 +40,10 @@ void __wrap_allocshim_say(const char *fmt, ...) {
 }
 
 static jmp_buf aborted;
-void __wrap_abort(void) { longjmp(aborted, 1); }
+/* Visible: ld applies --wrap to libcmocka.so's own unversioned reference to abort (a
+ * cmocka built against musl, whose symbols carry no versions), and refuses to link one
+ * that lands on a hidden symbol. At run time libcmocka still gets the C library's. */
+__attribute__((visibility("default"))) void __wrap_abort(void) { longjmp(aborted, 1); }
 
 static int reset(void **state) {
   (void)state;

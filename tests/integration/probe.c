@@ -25,12 +25,16 @@ static int failures;
 /* glibc's own view of its heap, asked of libc.so.6 itself so that a mallinfo2 the
  * shim might export cannot answer instead. */
 static size_t glibc_heap_bytes(void) {
+#if !ALLOCSHIM_GLIBC
+  return 0; /* musl: no glibc heap to grow, and no mallinfo2 to ask */
+#else
   void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
   struct mallinfo2 (*mi2)(void) = libc ? (struct mallinfo2(*)(void))dlsym(libc, "mallinfo2") : NULL;
   if (mi2 == NULL)
     return 0;
   struct mallinfo2 m = mi2();
   return m.uordblks + m.hblkhd;
+#endif
 }
 
 /* The backend's own accounting of bytes this thread allocated, or 0 if unknown. */
@@ -86,10 +90,12 @@ int main(int argc, char **argv) {
         backend, (unsigned long long)backend_accounted, BLOCKS * BLOCK_SIZE);
 
   /* glibc's private names lead to the same allocator: no pointer crosses over. */
-  void *(*libc_malloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_malloc");
-  void *p = libc_malloc ? libc_malloc(64) : NULL;
-  CHECK(p != NULL && malloc_usable_size(p) >= 64, "__libc_malloc failed");
-  free(p);
+  if (ALLOCSHIM_GLIBC) { /* musl has no such names, and the shim none there */
+    void *(*libc_malloc)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_malloc");
+    void *p = libc_malloc ? libc_malloc(64) : NULL;
+    CHECK(p != NULL && malloc_usable_size(p) >= 64, "__libc_malloc failed");
+    free(p);
+  }
   for (int i = 0; i < BLOCKS; i++)
     free(blocks[i]);
 

@@ -69,10 +69,14 @@ fatal)
 stats-exit)
   line="^allocshim: $backend .*: allocated="
   # coreutils close stdout and stderr from an atexit handler that runs before ours.
-  for cmd in "echo hello" "ls /" "sort /dev/null"; do
-    shim ALLOCSHIM_STATS_AT_EXIT=1 $cmd >"$tmp/out" 2>"$tmp/err" || fail "$cmd failed"
-    [ "$(grep -c "$line" "$tmp/err")" -eq 1 ] || fail "$cmd: no statistics line on stderr"
-  done
+  # HOST_PROGRAMS=0: the library is not built for the host's libc (i686, musl), so
+  # they cannot load it.
+  if [ "${HOST_PROGRAMS:-1}" = 1 ]; then
+    for cmd in "echo hello" "ls /" "sort /dev/null"; do
+      shim ALLOCSHIM_STATS_AT_EXIT=1 $cmd >"$tmp/out" 2>"$tmp/err" || fail "$cmd failed"
+      [ "$(grep -c "$line" "$tmp/err")" -eq 1 ] || fail "$cmd: no statistics line on stderr"
+    done
+  fi
   # Under a tight descriptor limit (below 64) the copy of stderr is not made at all:
   # it would take one of the program's last descriptors (under a limit of 6, python3
   # then failed to start). The line still goes to descriptor 2.

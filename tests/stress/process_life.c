@@ -18,6 +18,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#if !ALLOCSHIM_GLIBC
+/* musl has neither dlmopen nor RTLD_DEEPBIND. The phases that need them are not run
+ * there (tests/CMakeLists.txt); these stand-ins only let the others be built. */
+#define RTLD_DEEPBIND 0
+#define LM_ID_BASE    0
+#define LM_ID_NEWLM   (-1)
+static void *dlmopen(long lmid, const char *file, int mode) {
+  (void)lmid, (void)file, (void)mode;
+  return NULL;
+}
+#endif
+
 static const char *phase = "start";
 
 /* A hang is a failure too: say where, and stop. Only the deadline may end the wait:
@@ -114,7 +126,13 @@ static int fork_exec(void) {
     churn((unsigned)i, 1000);
     pid_t pid = fork();
     if (pid == 0) {
-      execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+      /* The new program takes the preloaded shim too: the host's sh where the shim is
+       * built for glibc; where it is not (musl), glibc's loader would refuse the shim
+       * outright, so this program execs itself. */
+      if (ALLOCSHIM_GLIBC)
+        execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+      else
+        execl("/proc/self/exe", "process_life", "exit_zero", (char *)NULL);
       _exit(127);
     }
     int status = 0;
@@ -293,6 +311,8 @@ int main(int argc, char **argv) {
     return dlopen_cross(argv[2], RTLD_DEEPBIND, true, "deepbind_dlmopen");
   if (strcmp(phase, "dlmopen_newlm") == 0 && argc > 2)
     return dlmopen_own_namespace(argv[2]);
+  if (strcmp(phase, "exit_zero") == 0) /* fork_exec's child */
+    return 0;
   if (strcmp(phase, "early") == 0)
     return early();
   return fprintf(stderr, "process_life: unknown phase %s\n", phase), 2;
