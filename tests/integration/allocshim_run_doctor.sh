@@ -2,7 +2,8 @@
 # allocshim-run's check before it execs, one kind of program per run: the fixture is
 # built here with the compiler the case needs, and a case that cannot be built is SKIP.
 # usage: allocshim_run_doctor.sh ALLOCSHIM_RUN LIBRARY BACKEND CC CASE
-#   CASE: plain script static setuid musl i686 jemalloc tcmalloc own_malloc
+#   CASE: plain script static setuid musl i686 jemalloc tcmalloc own_malloc, and glibc (a
+#   host program given a musl build's library; CC is then musl-gcc)
 set -uo pipefail
 tool=$1 lib=$(readlink -f "$2") backend=$3 cc=$4 case=$5
 tmp=$(mktemp -d)
@@ -149,6 +150,10 @@ setuid)
 musl)
   build "$tmp/musl" musl-gcc "$tmp/fixture.c"
   refused "$tmp/musl" "$tmp/musl cannot take this library, so LD_PRELOAD cannot work on it: program is 64-bit x86-64, musl; liballocshim is [0-9]+-bit .*, glibc$"
+  ;;
+glibc)
+  build "$tmp/glibc" gcc "$tmp/fixture.c"
+  refused "$tmp/glibc" "$tmp/glibc cannot take this library, so LD_PRELOAD cannot work on it: program is 64-bit x86-64, glibc; liballocshim is 64-bit x86-64, musl$"
   ;;
 i686)
   build "$tmp/i686" i686-linux-gnu-gcc "$tmp/fixture.c"

@@ -20,19 +20,26 @@ run "the shim alone" "$lib" "$extras"
 
 # Built without PIE and taking malloc's address, the program holds a stub named malloc
 # that dlsym finds first; the malloc behind it is still the shim's (Debian's python3).
-run "a program without PIE that takes malloc's address" "$lib" "$no_pie"
-[ $rc -eq 0 ] || { echo "foreign-malloc: FAIL: the shim's blocks in a program without PIE"; fail=1; }
-! grep -q "$notice" <<<"$out" ||
-  { echo "foreign-malloc: FAIL: a program's stub for malloc taken for another allocator"; fail=1; }
+# NO_PIE is "none" where the shim cannot tell a stub (not glibc).
+if [ "$no_pie" != none ]; then
+  run "a program without PIE that takes malloc's address" "$lib" "$no_pie"
+  [ $rc -eq 0 ] || { echo "foreign-malloc: FAIL: the shim's blocks in a program without PIE"; fail=1; }
+  ! grep -q "$notice" <<<"$out" ||
+    { echo "foreign-malloc: FAIL: a program's stub for malloc taken for another allocator"; fail=1; }
+else
+  echo "foreign-malloc: note: stubs for malloc are told only on glibc; that case not run"
+fi
 
 if [ -n "$other" ] && [ -e "$other" ]; then
   run "$(basename "$other") preloaded ahead of the shim" "$other:$lib" "$extras"
   [ $rc -eq 0 ] || { echo "foreign-malloc: FAIL: $(basename "$other")'s blocks in the shim's extras"; fail=1; }
   grep -q "$notice.*$(basename "$other")" <<<"$out" ||
     { echo "foreign-malloc: FAIL: ALLOCSHIM_VERBOSE did not name $(basename "$other")"; fail=1; }
-  run "$(basename "$other") ahead of the shim, a program without PIE" "$other:$lib" "$no_pie"
-  [ $rc -eq 0 ] && grep -q "$notice.*$(basename "$other")" <<<"$out" ||
-    { echo "foreign-malloc: FAIL: behind a program's stub, $(basename "$other") not found"; fail=1; }
+  if [ "$no_pie" != none ]; then
+    run "$(basename "$other") ahead of the shim, a program without PIE" "$other:$lib" "$no_pie"
+    [ $rc -eq 0 ] && grep -q "$notice.*$(basename "$other")" <<<"$out" ||
+      { echo "foreign-malloc: FAIL: behind a program's stub, $(basename "$other") not found"; fail=1; }
+  fi
 else
   echo "foreign-malloc: note: no other allocator to preload ('$other'); that case not run"
 fi
