@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the build into a scratch prefix and builds a consumer against it three
 # ways: CMake find_package, pkg-config, and plain cc -lallocshim.
-# usage: consumer.sh BUILD_DIR SOURCE_DIR BACKEND
+# usage: consumer.sh BUILD_DIR SOURCE_DIR BACKEND [CC [TOOLCHAIN_FILE]]
+#   CC and TOOLCHAIN_FILE: the build's own, for a target whose programs this machine
+#   runs but whose compiler is not cc (musl-gcc)
 set -euo pipefail
-build=$1 src=$2 backend=$3
+build=$1 src=$2 backend=$3 cc=${4:-cc} toolchain=${5:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -20,23 +22,27 @@ check() { # NAME PROGRAM
   fi
 }
 
-cmake -S "$c" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake_args=(-DCMAKE_PREFIX_PATH="$prefix")
+# A toolchain confines find_package to its own root: the package's directory is named.
+[ -z "$toolchain" ] ||
+  cmake_args+=(-DCMAKE_TOOLCHAIN_FILE="$toolchain" -Dallocshim_DIR="$libdir/cmake/allocshim")
+cmake -S "$c" -B "$tmp/cm" "${cmake_args[@]}" >/dev/null
 cmake --build "$tmp/cm" >/dev/null
 check "find_package, shared" "$tmp/cm/consumer"
 check "find_package, static" "$tmp/cm/consumer_static"
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 # shellcheck disable=SC2046
-cc -o "$tmp/pc" "$c/main.c" $(pkg-config --cflags --libs allocshim)
+"$cc" -o "$tmp/pc" "$c/main.c" $(pkg-config --cflags --libs allocshim)
 check "pkg-config" "$tmp/pc"
 # The static archive, with the backend's libraries from Libs.private.
 static_libs=$(pkg-config --static --libs-only-l allocshim)
 # shellcheck disable=SC2046,SC2086
-cc -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
+"$cc" -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
   ${static_libs//-lallocshim/} -L"$libdir"
 check "pkg-config --static" "$tmp/pc_static"
 
-cc -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
+"$cc" -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
 check "cc -lallocshim" "$tmp/plain"
 
 # The installed allocshim-run knows no build tree: it finds the library and its
