@@ -46,7 +46,7 @@ static int first_definer(struct dl_phdr_info *info, size_t size, void *data) {
  * (musl), a stub is taken for the program's own malloc, which only makes the extras
  * reach the shim through the stub. */
 static bool is_stub(void *fn) {
-#if defined(__GLIBC__) /* dladdr1 */
+#if ALLOCSHIM_GLIBC /* dladdr1 */
   Dl_info info;
   const ElfW(Sym) *sym = NULL;
   return dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym != NULL &&

@@ -24,8 +24,8 @@ enum { OK = 0, WARN = 1, REFUSE = 2, UNCHECKED = 3, USAGE = 4 };
 
 /* The dynamic symbols looked for: the program's own malloc, and the marks of an
  * allocator's API that the library may carry inside it. */
-static const char *const names[] = {"malloc", "mallctl", "mi_malloc", "tc_malloc"};
-enum { SYM_MALLOC = 1u << 0 };
+static const char *const names[] = {"malloc", "mallctl", "mi_malloc", "tc_malloc", "alloc_version"};
+enum { SYM_MALLOC = 1u << 0, SYM_ALLOC_VERSION = 1u << 4 };
 
 /* Allocators a program may link; mark is the symbol whose definition in liballocshim
  * means the shim serves that allocator's own API too (cmake/AllocshimBackend.cmake). */
@@ -111,18 +111,38 @@ static void describe(const struct doctor_elf *e, int show_order, char *buf, size
            libc ? libc : "C library unknown");
 }
 
-static int read_elf(const char *path, struct doctor_elf *e, const char **why) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
+/* A descriptor for path only if it is a regular file: a FIFO would block the open for
+ * ever, and opening a device can act (a watchdog arms, a tape rewinds), so neither is
+ * opened; O_NONBLOCK and the identity check cover a swap between stat and open. */
+static int open_regular(const char *path, struct stat *st, const char **why) {
+  struct stat before;
+  if (stat(path, &before) != 0) {
+    *why = strerror(errno);
+    return -1;
+  }
+  if (!S_ISREG(before.st_mode)) {
+    *why = "not a regular file";
+    return -1;
+  }
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) {
     *why = strerror(errno);
     return -1;
   }
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_dev != before.st_dev ||
+      st->st_ino != before.st_ino) {
     close(fd);
     *why = "not a regular file";
     return -1;
   }
+  return fd;
+}
+
+static int read_elf(const char *path, struct doctor_elf *e, const char **why) {
+  struct stat st;
+  int fd = open_regular(path, &st, why);
+  if (fd < 0)
+    return -1;
   struct doctor_src src = {.fd = fd, .size = (uint64_t)st.st_size};
   int rc = doctor_elf_read(&src, names, sizeof names / sizeof names[0], e, why);
   close(fd);
@@ -207,6 +227,15 @@ static void check_secure(const char *prog, const struct stat *st) {
       prog, what);
 }
 
+/* glibc's and musl's dynamic loaders have no interpreter of their own, yet, run as
+ * "ld.so PROGRAM", they honour LD_PRELOAD: not to be called static. */
+static int is_loader(const char *path) {
+  char real[PATH_MAX];
+  const char *name = base_name(realpath(path, real) ? real : path);
+  return starts(name, "ld-linux") || starts(name, "ld64.so") || starts(name, "ld-musl") ||
+         starts(name, "ld.so");
+}
+
 static void check(const char *prog, const struct doctor_elf *lib, int depth);
 
 /* A script's interpreter is what LD_PRELOAD meets: "#!/usr/bin/env NAME" is followed
@@ -250,12 +279,20 @@ static void check(const char *prog, const struct doctor_elf *lib, int depth) {
     say(UNCHECKED, "%s: %s: not checked", prog, strerror(errno));
     return;
   }
+  if (!S_ISREG(st.st_mode)) {
+    say(UNCHECKED, "%s is not a regular file: not checked", prog);
+    return;
+  }
   char head[256];
   ssize_t n = -1;
-  int fd = open(prog, O_RDONLY | O_CLOEXEC);
+  struct stat opened;
+  const char *why = "";
+  int fd = open_regular(prog, &opened, &why);
   if (fd >= 0) {
     n = pread(fd, head, sizeof head, 0);
+    int err = errno;
     close(fd);
+    errno = err;
   }
   if (n >= 2 && head[0] == '#' && head[1] == '!') {
     /* The kernel ignores set-user-ID on scripts: only the interpreter's bits count. */
@@ -264,17 +301,24 @@ static void check(const char *prog, const struct doctor_elf *lib, int depth) {
   }
   check_secure(prog, &st);
   if (n < 0) {
-    say(UNCHECKED, "%s cannot be read (%s): its ELF headers were not checked", prog, strerror(errno));
+    say(UNCHECKED, "%s cannot be read (%s): its ELF headers were not checked", prog,
+        fd < 0 ? why : strerror(errno));
     return;
   }
   struct doctor_elf e;
-  const char *why = "";
   if (read_elf(prog, &e, &why) != 0) {
     say(UNCHECKED, "%s: %s: not checked", prog, why);
     return;
   }
   if (e.type != 2 && e.type != 3) {
     say(UNCHECKED, "%s is an ELF file but not an executable (type %u): not checked", prog, e.type);
+    return;
+  }
+  if (!e.has_interp && is_loader(prog)) {
+    say(UNCHECKED,
+        "%s is the dynamic loader: LD_PRELOAD acts on the program it is given to run, "
+        "which is not checked here",
+        prog);
     return;
   }
   if (!e.has_interp) {
@@ -326,6 +370,11 @@ static void check(const char *prog, const struct doctor_elf *lib, int depth) {
       break;
     }
   }
+  if (e.needed_dropped)
+    say(OK,
+        "%s: %zu of the libraries it links have names too long to check for a second "
+        "allocator",
+        prog, e.needed_dropped);
   if (verdict == OK)
     say(OK, "%s: preloading will work (%s, dynamically linked)", prog, pdesc);
 }
@@ -341,6 +390,12 @@ int main(int argc, char **argv) {
   const char *why = "";
   if (read_elf(argv[2], &lib, &why) != 0) {
     fprintf(stderr, "allocshim-doctor: %s: %s\n", argv[2], why);
+    return USAGE;
+  }
+  /* allocshim-run tries the library on true only where true can take it; the library's
+   * own public name is what stands for that trial elsewhere. */
+  if (!(lib.defined & SYM_ALLOC_VERSION)) {
+    fprintf(stderr, "allocshim-doctor: %s: not a liballocshim (no alloc_version)\n", argv[2]);
     return USAGE;
   }
   check(argv[1], &lib, 0);

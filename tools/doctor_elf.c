@@ -102,11 +102,20 @@ static unsigned char *load_strtab(const struct reader *r, uint64_t off, uint64_t
   return t;
 }
 
-/* The NUL-terminated name at idx in a table of size bytes, or NULL when it runs off the end. */
-static const char *name_at(const unsigned char *tab, uint64_t size, uint64_t idx) {
-  if (!tab || idx >= size || !memchr(tab + idx, '\0', (size_t)(size - idx)))
+/* The NUL-terminated name at idx in a table of size bytes, if it is shorter than max;
+ * NULL otherwise. The search stops at max: a hostile table with no NUL and a million
+ * symbols pointing into it must not cost a scan to its end per symbol. */
+static const char *name_at(const unsigned char *tab, uint64_t size, uint64_t idx, size_t max) {
+  if (!tab || idx >= size)
     return NULL;
-  return (const char *)tab + idx;
+  uint64_t room = size - idx < max ? size - idx : max;
+  return memchr(tab + idx, '\0', (size_t)room) ? (const char *)tab + idx : NULL;
+}
+
+/* Whether the name at idx is exactly want: compared in place, without a search. */
+static int name_is(const unsigned char *tab, uint64_t size, uint64_t idx, const char *want) {
+  size_t len = strlen(want) + 1; /* with its NUL */
+  return tab && idx < size && size - idx >= len && memcmp(tab + idx, want, len) == 0;
 }
 
 /* How many symbols a DT_GNU_HASH table covers: one past the last chain entry of the
@@ -157,11 +166,9 @@ static int scan_symbols(const struct reader *r, uint64_t off, uint64_t entsize, 
     uint64_t shndx = r->b64 ? get(r, e + 6, 2) : get(r, e + 14, 2);
     if (shndx == 0) /* SHN_UNDEF: a reference, not a definition */
       continue;
-    const char *name = name_at(strs, strsz, get(r, e, 4));
-    if (!name)
-      continue;
+    uint64_t idx = get(r, e, 4);
     for (size_t k = 0; k < n_names; k++)
-      if (strcmp(name, names[k]) == 0)
+      if (name_is(strs, strsz, idx, names[k]))
         out->defined |= 1u << k;
   }
   out->symbols_read = 1;
@@ -311,15 +318,15 @@ int doctor_elf_read(const struct doctor_src *src, const char *const *names, size
   }
   size_t kept = 0;
   for (size_t i = 0; i < out->n_needed; i++) {
-    const char *n = name_at(strs, strsz, needed[i]);
-    if (!n) {
+    if (needed[i] >= strsz) {
       *why = "DT_NEEDED name outside DT_STRTAB";
       goto done;
     }
-    if (strlen(n) < sizeof out->needed[0])
+    const char *n = name_at(strs, strsz, needed[i], sizeof out->needed[0]);
+    if (n)
       strcpy(out->needed[kept++], n);
     else
-      out->needed_dropped++;
+      out->needed_dropped++; /* too long to keep, or running off the table */
   }
   out->n_needed = kept;
 

@@ -98,6 +98,30 @@ plain)
     "a bare name found through PATH" --doctor plain
   expect 127 "no-such-program-here: not found in PATH" "a name not in PATH" --doctor no-such-program-here
   expect 2 "takes the program alone" "--doctor with arguments" --doctor "$tmp/plain" 5
+  # A library of the right kind that is not allocshim: refused, with or without a trial
+  # on true (a musl build's has none on a glibc system).
+  printf 'int not_allocshim(void) { return 1; }\n' >"$tmp/other.c"
+  build "$tmp/other.so" "$cc" -shared -fPIC "$tmp/other.c"
+  expect 2 "not a liballocshim" "a library that is not allocshim" --lib "$tmp/other.so" "$tmp/plain"
+  refute '^ran ' "the program did not run without the shim"
+  # A FIFO is never opened (that would block for ever), nor a device: not checked.
+  mkfifo "$tmp/fifo"
+  out=$(timeout 20 "$tool" --doctor "$tmp/fifo" 2>&1)
+  rc=$?
+  if [ $rc -eq 3 ] && grep -q "$tmp/fifo is not a regular file: not checked" <<<"$out"; then
+    echo "allocshim-run-doctor: ok: $case: a FIFO is not opened: exit $rc"
+  else
+    echo "allocshim-run-doctor: FAIL: $case: a FIFO: exit $rc (124: it blocked): $out"
+    fail=1
+  fi
+  # The dynamic loader has no interpreter but honours LD_PRELOAD: not called static.
+  for loader in /lib64/ld-linux-*.so.* /lib/ld-linux-*.so.* /lib/ld-musl-*.so.1 ""; do
+    [ ! -e "$loader" ] || break
+  done
+  if [ -n "$loader" ]; then
+    expect 3 "is the dynamic loader: LD_PRELOAD acts on the program it is given" \
+      "the loader is not called static" --doctor "$loader"
+  fi
   ;;
 script)
   build "$tmp/plain" "$cc" "$tmp/fixture.c"
@@ -149,11 +173,11 @@ setuid)
   ;;
 musl)
   build "$tmp/musl" musl-gcc "$tmp/fixture.c"
-  refused "$tmp/musl" "$tmp/musl cannot take this library, so LD_PRELOAD cannot work on it: program is 64-bit x86-64, musl; liballocshim is [0-9]+-bit .*, glibc$"
+  refused "$tmp/musl" "$tmp/musl cannot take this library, so LD_PRELOAD cannot work on it: program is [0-9]+-bit [^,]*, musl; liballocshim is [0-9]+-bit .*, glibc$"
   ;;
 glibc)
   build "$tmp/glibc" gcc "$tmp/fixture.c"
-  refused "$tmp/glibc" "$tmp/glibc cannot take this library, so LD_PRELOAD cannot work on it: program is 64-bit x86-64, glibc; liballocshim is 64-bit x86-64, musl$"
+  refused "$tmp/glibc" "$tmp/glibc cannot take this library, so LD_PRELOAD cannot work on it: program is [0-9]+-bit [^,]*, glibc; liballocshim is [0-9]+-bit .*, musl$"
   ;;
 i686)
   build "$tmp/i686" i686-linux-gnu-gcc "$tmp/fixture.c"

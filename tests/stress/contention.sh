@@ -7,7 +7,7 @@ set -euo pipefail
 lib=$(readlink -f "$1") prog=$2 threads=$3 ops=$4 max_ratio=$5
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail() { echo "contention: FAIL: $*"; exit 1; }
+fail() { echo "contention: FAIL: $*" >&2; exit 1; }
 
 # best NAME [VAR=VALUE...]: the program 3 times; its result line in $tmp/NAME.result,
 # the fastest of the three times on stdout.
