@@ -41,11 +41,11 @@ extern "C" {
 #define ALLOC_STATUS_MAP(XX)                                                                       \
   XX(OK, 0, "success")                                                                             \
   XX(ENOTSUP, -1,                                                                                  \
-     "heap profiling is not supported by this build: it needs the jemalloc backend, "              \
-     "which allocshim uses only on Linux glibc x86_64 (this build uses mimalloc)")                 \
+     "heap profiling is not supported by this build: it needs the jemalloc backend built "         \
+     "with profiling (allocshim uses jemalloc only on Linux glibc x86_64)")                        \
   XX(EPROFOFF, -2, "heap profiling is off: start the program with ALLOCSHIM_PROF=1 to enable it")  \
   XX(EINVAL, -3, "invalid argument")                                                               \
-  XX(EIO, -4, "the heap profile could not be written (errno tells why)")
+  XX(EIO, -4, "the heap profile or the statistics could not be written (errno tells why)")
 
 typedef enum alloc_status {
 #define ALLOC_STATUS_ENUM_(name, value, text) ALLOC_##name = (value),
