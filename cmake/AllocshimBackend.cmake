@@ -65,7 +65,9 @@ endif()
 
 add_library(allocshim_backend INTERFACE)
 string(TOUPPER ${ALLOCSHIM_BACKEND_RESOLVED} _be)
-target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_BACKEND_${_be}=1)
+# For the project's own sources only: an installed user's code is told nothing of how
+# the library was built.
+target_compile_definitions(allocshim_backend INTERFACE $<BUILD_INTERFACE:ALLOCSHIM_BACKEND_${_be}=1>)
 set(ALLOCSHIM_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/src/backend_${ALLOCSHIM_BACKEND_RESOLVED}.c)
 set(ALLOCSHIM_BACKEND_OBJECTS "")
 set(ALLOCSHIM_BACKEND_LINK_OPTIONS "")
@@ -196,7 +198,7 @@ else()
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_mi_src}/include/mimalloc.h)
     set(ALLOCSHIM_BACKEND_OBJECTS $<TARGET_OBJECTS:allocshim_mimalloc>)
     target_include_directories(allocshim_backend INTERFACE $<BUILD_INTERFACE:${_mi_src}/include>)
-    target_compile_definitions(allocshim_backend INTERFACE ALLOCSHIM_MIMALLOC_INSIDE=1)
+    target_compile_definitions(allocshim_backend INTERFACE $<BUILD_INTERFACE:ALLOCSHIM_MIMALLOC_INSIDE=1>)
     # Where mimalloc's own function meets the contract (the tests hold it there), the
     # name is given to it, as for jemalloc above.
     set(ALLOCSHIM_BACKEND_DIRECT malloc=mi_malloc __libc_malloc=mi_malloc)

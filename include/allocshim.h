@@ -14,6 +14,9 @@ extern "C" {
 
 /* ---- Version -------------------------------------------------------------- */
 
+/* The project's one record of its version: CMakeLists.txt reads these four lines
+ * (and refuses a STRING that does not match the numbers). */
+
 #define ALLOCSHIM_VERSION_MAJOR  0
 #define ALLOCSHIM_VERSION_MINOR  1
 #define ALLOCSHIM_VERSION_PATCH  0

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Holds the built library to its documented ABI: the dynamic symbol table equals the
-# export list, the header's API is all exported, and NEEDED names only its backend.
-# usage: check_exports.sh LIBRARY EXPORTS_TXT HEADER KIND "NAME=FUNCTION;..."
+# export list, the header's API is all exported, and NEEDED names only its backend;
+# the static archive's global names equal the same list.
+# usage: check_exports.sh LIBRARY EXPORTS_TXT HEADER KIND "NAME=FUNCTION;..." [ARCHIVE]
 #   KIND: jemalloc, mimalloc-inside or mimalloc-shared (cmake/AllocshimBackend.cmake);
 #   the pairs are the entries the link gives straight to a backend function.
 set -euo pipefail
-lib=$1 exports=$2 header=$3 kind=$4 direct=${5:-}
+lib=$1 exports=$2 header=$3 kind=$4 direct=${5:-} archive=${6:-}
 nm=${NM:-nm} readelf=${READELF:-readelf}
 fail=0
 say() { echo "exports: $*"; }
@@ -61,6 +62,28 @@ for pair in ${direct//;/ }; do
 done
 # The shim itself needs no C++ runtime: C programs must not load one.
 if grep -q 'libstdc++' <<<"$needed"; then say "FAIL: libstdc++ is NEEDED"; fail=1; fi
+
+# A program linked with the static archive meets its global names as its own would
+# meet another object's: any beyond the export list (an internal check_on, jemalloc's
+# renamed _malloc) would collide with a name of the program's. The archive's one
+# object carries all its own code, so no name is global for the sake of a reference
+# from another member. The one exception is a COMDAT group's signature (i686's
+# __x86.get_pc_thunk.*): the link keeps one group of each name across the program and
+# may keep the program's copy, so the name must stay global for the archive's
+# references to reach it (cmake/AllocshimLocalize.cmake).
+if [ -n "$archive" ]; then
+  archived=$("$nm" -g --defined-only "$archive" | awk 'NF >= 2 && $(NF-1) ~ /^[A-Za-z]$/ {print $NF}' | sort -u)
+  groups=$("$readelf" -gW "$archive" | sed -n 's/.*\[\([^]]*\)\] contains.*/\1/p')
+  want_archive=$(printf '%s\n%s\n' "$want" "$groups" | sed '/^$/d' | sort -u)
+  if [ "$archived" != "$want_archive" ]; then
+    say "FAIL: the archive's global symbols differ from the documented list (< archive, > documented):"
+    diff <(echo "$archived") <(echo "$want_archive") | head -40 || true
+    say "$(comm -23 <(echo "$archived") <(echo "$want_archive") | wc -l) global in the archive but not documented"
+    fail=1
+  else
+    say "$(echo "$archived" | wc -l) global symbols in the archive, as documented ($(echo $groups | wc -w) of them COMDAT signatures)"
+  fi
+fi
 
 n=$(echo "$got" | wc -l)
 if [ $fail -eq 0 ]; then say "$n symbols as documented, backend $kind, $ndirect of them the backend's own"; fi

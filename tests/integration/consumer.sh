@@ -41,6 +41,12 @@ static_libs=$(pkg-config --static --libs-only-l allocshim)
 "$cc" -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
   ${static_libs//-lallocshim/} -L"$libdir"
 check "pkg-config --static" "$tmp/pc_static"
+# The program's own functions named as the shim's internal ones: only the export
+# list is global in the archive, so nothing is defined twice.
+# shellcheck disable=SC2046,SC2086
+"$cc" -o "$tmp/pc_own_names" "$c/main.c" "$c/own_names.c" $(pkg-config --cflags allocshim) \
+  "$libdir/liballocshim.a" ${static_libs//-lallocshim/} -L"$libdir"
+check "pkg-config --static, with the program's own check_on and friends" "$tmp/pc_own_names"
 
 "$cc" -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
 check "cc -lallocshim" "$tmp/plain"

@@ -5,6 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How the library was built is its own business: an installed allocshim gives its
+ * users include directories and link dependencies, no compile definitions. */
+#if defined(ALLOCSHIM_BACKEND_JEMALLOC) || defined(ALLOCSHIM_BACKEND_MIMALLOC) ||               \
+    defined(ALLOCSHIM_MIMALLOC_INSIDE) || defined(ALLOCSHIM_BUILDING)
+#error "the build's internal definitions reached a user of the installed library"
+#endif
+
 int main(void) {
   char *s = malloc(64);
   if (s == NULL)
