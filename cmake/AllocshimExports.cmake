@@ -1,5 +1,5 @@
 # The documented list of symbols the library exports, per target. It becomes the
-# linker's version script, and tests/check_exports.sh holds the built library to it.
+# linker's version script, and tests/integration/check_exports.sh holds the built library to it.
 #
 # Out: ALLOCSHIM_EXPORTS, ${PROJECT_BINARY_DIR}/allocshim.map, .../exports.txt
 set(ALLOCSHIM_EXPORTS
