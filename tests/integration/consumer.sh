@@ -22,7 +22,10 @@ check() { # NAME PROGRAM
   fi
 }
 
-cmake_args=(-DCMAKE_PREFIX_PATH="$prefix")
+# A sanitizer build's archive calls the sanitizer's runtime, so its consumers link that
+# too (CONSUMER_LDFLAGS, from tests/CMakeLists.txt); empty otherwise.
+ldflags=${CONSUMER_LDFLAGS:-}
+cmake_args=(-DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_EXE_LINKER_FLAGS="$ldflags")
 # A toolchain confines find_package to its own root: the package's directory is named.
 [ -z "$toolchain" ] ||
   cmake_args+=(-DCMAKE_TOOLCHAIN_FILE="$toolchain" -Dallocshim_DIR="$libdir/cmake/allocshim")
@@ -32,23 +35,24 @@ check "find_package, shared" "$tmp/cm/consumer"
 check "find_package, static" "$tmp/cm/consumer_static"
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig
-# shellcheck disable=SC2046
-"$cc" -o "$tmp/pc" "$c/main.c" $(pkg-config --cflags --libs allocshim)
+# shellcheck disable=SC2046,SC2086
+"$cc" $ldflags -o "$tmp/pc" "$c/main.c" $(pkg-config --cflags --libs allocshim)
 check "pkg-config" "$tmp/pc"
 # The static archive, with the backend's libraries from Libs.private.
 static_libs=$(pkg-config --static --libs-only-l allocshim)
 # shellcheck disable=SC2046,SC2086
-"$cc" -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
+"$cc" $ldflags -o "$tmp/pc_static" "$c/main.c" $(pkg-config --cflags allocshim) "$libdir/liballocshim.a" \
   ${static_libs//-lallocshim/} -L"$libdir"
 check "pkg-config --static" "$tmp/pc_static"
 # The program's own functions named as the shim's internal ones: only the export
 # list is global in the archive, so nothing is defined twice.
 # shellcheck disable=SC2046,SC2086
-"$cc" -o "$tmp/pc_own_names" "$c/main.c" "$c/own_names.c" $(pkg-config --cflags allocshim) \
+"$cc" $ldflags -o "$tmp/pc_own_names" "$c/main.c" "$c/own_names.c" $(pkg-config --cflags allocshim) \
   "$libdir/liballocshim.a" ${static_libs//-lallocshim/} -L"$libdir"
 check "pkg-config --static, with the program's own check_on and friends" "$tmp/pc_own_names"
 
-"$cc" -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
+# shellcheck disable=SC2086
+"$cc" $ldflags -o "$tmp/plain" "$c/main.c" -I"$prefix/include" -L"$libdir" -lallocshim
 check "cc -lallocshim" "$tmp/plain"
 
 # The installed allocshim-run knows no build tree: it finds the library and its
