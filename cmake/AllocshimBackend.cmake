@@ -5,7 +5,6 @@
 #      ALLOCSHIM_GLIBC=0|1 for every C file of the project),
 #      ALLOCSHIM_BACKEND_SOURCES (the backend's src/ file),
 #      ALLOCSHIM_BACKEND_OBJECTS (the backend's objects, when it is linked in),
-#      ALLOCSHIM_BACKEND_DIRECT (name=backend function pairs the link makes one),
 #      ALLOCSHIM_BACKEND_API (the backend's own API, exported as its library exports it),
 #      ALLOCSHIM_BACKEND_LINK_OPTIONS (for the shared library's link),
 #      ALLOCSHIM_BACKEND_THREADS (whether users' links need Threads), ALLOCSHIM_BACKEND_KIND
@@ -71,7 +70,6 @@ target_compile_definitions(allocshim_backend INTERFACE $<BUILD_INTERFACE:ALLOCSH
 set(ALLOCSHIM_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/src/backend_${ALLOCSHIM_BACKEND_RESOLVED}.c)
 set(ALLOCSHIM_BACKEND_OBJECTS "")
 set(ALLOCSHIM_BACKEND_LINK_OPTIONS "")
-set(ALLOCSHIM_BACKEND_DIRECT "")
 set(ALLOCSHIM_BACKEND_API "")
 set(ALLOCSHIM_BACKEND_THREADS OFF)
 set(ALLOCSHIM_BACKEND_LICENSE "")
@@ -124,17 +122,6 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # One owner for the rule, so the shared and static libraries never both run it.
   add_custom_target(allocshim_backend_objects DEPENDS ${_objects})
   set(ALLOCSHIM_BACKEND_OBJECTS ${_objects})
-  # Entry points where jemalloc's own function already meets the contract (the tests
-  # hold it there like every other entry): the shared library's link gives the name
-  # straight to jemalloc's code, so a call into the shim costs no forward at all.
-  # src/front.c still defines them, weak (BE_DIRECT), for the static archive.
-  set(_deletes _ZdlPv _ZdaPv _ZdlPvSt11align_val_t _ZdaPvSt11align_val_t _ZdlPvRKSt9nothrow_t
-      _ZdaPvRKSt9nothrow_t _ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t)
-  set(ALLOCSHIM_BACKEND_DIRECT malloc=_malloc __libc_malloc=_malloc calloc=_calloc
-      __libc_calloc=_calloc aligned_alloc=_aligned_alloc free=_free cfree=_free __libc_free=_free)
-  foreach(_d IN LISTS _deletes)
-    list(APPEND ALLOCSHIM_BACKEND_DIRECT ${_d}=_free)
-  endforeach()
   # jemalloc's extended API (src/backend_jemalloc.c) is exported, as libjemalloc exports it.
   set(ALLOCSHIM_BACKEND_API mallocx rallocx xallocx sallocx dallocx sdallocx nallocx
       mallctl mallctlnametomib mallctlbymib malloc_stats_print)
@@ -199,9 +186,6 @@ else()
     set(ALLOCSHIM_BACKEND_OBJECTS $<TARGET_OBJECTS:allocshim_mimalloc>)
     target_include_directories(allocshim_backend INTERFACE $<BUILD_INTERFACE:${_mi_src}/include>)
     target_compile_definitions(allocshim_backend INTERFACE $<BUILD_INTERFACE:ALLOCSHIM_MIMALLOC_INSIDE=1>)
-    # Where mimalloc's own function meets the contract (the tests hold it there), the
-    # name is given to it, as for jemalloc above.
-    set(ALLOCSHIM_BACKEND_DIRECT malloc=mi_malloc __libc_malloc=mi_malloc)
     # mimalloc's own API is exported, as libmimalloc.so exports it, so that a program
     # linked to libmimalloc and run under the shim still has one mimalloc. Its names
     # are read from the header, the way the distribution's library exports them.
@@ -243,7 +227,5 @@ else()
   endif()
 endif()
 
-list(TRANSFORM ALLOCSHIM_BACKEND_DIRECT PREPEND "LINKER:--defsym=" OUTPUT_VARIABLE _defsyms)
-list(APPEND ALLOCSHIM_BACKEND_LINK_OPTIONS ${_defsyms})
 message(STATUS "allocshim backend: ${ALLOCSHIM_BACKEND_RESOLVED} (ALLOCSHIM_BACKEND=${ALLOCSHIM_BACKEND}, "
                "${ALLOCSHIM_BACKEND_VERSION_HINT})")

@@ -43,7 +43,7 @@ __attribute__((constructor)) static void allocshim_start(void) {
     exe[len > 0 ? len : 0] = '\0';
     allocshim_say("%s %s serves pid %ld (%s), allocshim %s%s", alloc_backend(),
                   alloc_backend_version(), (long)getpid(), len > 0 ? exe : "?", alloc_version(),
-                  check_on ? ", checked mode" : "");
+                  __atomic_load_n(&check_on, __ATOMIC_RELAXED) ? ", checked mode" : "");
   }
   foreign_start();
   profile_start();

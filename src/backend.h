@@ -35,11 +35,12 @@ static inline bool be_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 /* jemalloc is linked statically, from a build-time copy of the distribution's
  * libjemalloc_pic.a in which malloc is renamed _malloc, free _free, and so on
  * (cmake/AllocshimBackend.cmake says why); so the forwards below are direct calls
- * into jemalloc's own fast paths, and the entries marked BE_DIRECT in front.c are
- * jemalloc's functions themselves in the shared library. */
+ * into jemalloc's own fast paths, and the entries src/entries.def gives to jemalloc
+ * are jemalloc's functions themselves in the shared library. Its dalloc hook runs
+ * checked mode's check on every free (src/backend_jemalloc.c), those included. */
 #define ALLOCSHIM_BACKEND_NAME "jemalloc"
 #define BE_HIDDEN              __attribute__((visibility("hidden")))
-#define BE_DIRECT              __attribute__((weak))
+#define BE_CHECKS_FREES        1
 
 /* Not hidden: a name the link gives to one of these takes its visibility, and must be
  * exported. The version script keeps the underscore names themselves out of sight. */
@@ -91,13 +92,7 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 
 #include <mimalloc.h>
 #define ALLOCSHIM_BACKEND_NAME "mimalloc"
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-/* mimalloc compiled into the shim (cmake/AllocshimBackend.cmake): the link names
- * malloc mimalloc's own function, so front.c's forward is only the archive's. */
-#define BE_DIRECT __attribute__((weak))
-#else
-#define BE_DIRECT /* libmimalloc.so: every entry forwards */
-#endif
+#define BE_CHECKS_FREES        0 /* no hook: the frees go through glue.h's table */
 
 /* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
  * and for failed aligned requests. It reports them to its error handler, which
@@ -135,19 +130,11 @@ static inline int be_posix_memalign(void **out, size_t a, size_t n) {
   *out = p;
   return 0;
 }
-/* The frees go through this table so that checked mode can swap in checking versions
- * before main. It sits in RELRO, read-only once the dynamic linker is done
- * (src/backend_mimalloc.c rewrites it under mprotect). The jump through it is the one
- * cost the shim adds to mimalloc's free (docs/PERFORMANCE.md measures it). */
-struct be_mi_frees {
-  void (*free)(void *p);
-  void (*free_size)(void *p, size_t n);
-  void (*free_size_aligned)(void *p, size_t n, size_t a);
-};
-extern struct be_mi_frees be_mi __attribute__((visibility("hidden")));
-#define be_free(p)                     be_mi.free(p)
-#define be_free_sized(p, n)            be_mi.free_size((p), (n))
-#define be_free_aligned_sized(p, a, n) be_mi.free_size_aligned((p), (n), (a))
+/* The frees as functions, for checked mode's table (glue.h), in mimalloc's order. */
+#define BE_FREE_FUNCTIONS              mi_free, mi_free_size, mi_free_size_aligned
+#define be_free(p)                     mi_free(p)
+#define be_free_sized(p, n)            mi_free_size((p), (n))
+#define be_free_aligned_sized(p, a, n) mi_free_size_aligned((p), (n), (a))
 #define be_usable_size(p)              mi_usable_size(p)
 
 #else
@@ -158,7 +145,7 @@ extern struct be_mi_frees be_mi __attribute__((visibility("hidden")));
 struct alloc_stats;
 void be_start(void);                    /* once, from the library's constructor */
 bool be_owns(const void *p);            /* false only if p is surely not the backend's */
-bool be_check_start(void);              /* checked mode: every free checks its pointer */
+bool be_check_start(void);              /* checked mode starting: false if it cannot check */
 const char *be_version(void);           /* the backend's own version string */
 int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
 int be_profile_dump(int fd);            /* the whole profile into fd: 0, or -1 */

@@ -13,17 +13,12 @@
 #include <allocshim.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* In .data.rel.ro: the dynamic linker fills it in, then makes it read-only. */
-__attribute__((section(".data.rel.ro"))) struct be_mi_frees be_mi = {mi_free, mi_free_size,
-                                                                     mi_free_size_aligned};
 
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
 /* mimalloc's MIMALLOC_* options come from environ, read through this (the build
@@ -163,61 +158,8 @@ enum check_block be_check_block(const void *p, const void **start) {
 }
 #endif
 
-static void checked_free(void *p) {
-  check_pointer("free", p);
-  mi_free(p);
-}
-static void checked_free_size(void *p, size_t n) {
-  check_pointer("free", p);
-  mi_free_size(p, n);
-}
-static void checked_free_size_aligned(void *p, size_t n, size_t a) {
-  check_pointer("free", p);
-  mi_free_size_aligned(p, n, a);
-}
-
-/* The part of [lo, hi) the dynamic linker made read-only (RELRO), as it computes it:
- * whole pages only, so a partial last page stays writable. */
-struct relro_query {
-  uintptr_t lo, hi;       /* in: the table */
-  uintptr_t ro_lo, ro_hi; /* out: read-only pages overlapping it, or empty */
-};
-
-static int find_relro(struct dl_phdr_info *info, size_t size, void *arg) {
-  (void)size;
-  struct relro_query *q = arg;
-  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_GNU_RELRO)
-      continue;
-    uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
-    uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
-    if (q->lo < end && start < q->hi) {
-      q->ro_lo = q->lo > start ? q->lo & ~(page - 1) : start;
-      q->ro_hi = q->hi < end ? (q->hi + page - 1) & ~(page - 1) : end;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-bool be_check_start(void) {
-  if (sizeof(void *) < 8)
-    return false;
-  struct relro_query q = {(uintptr_t)&be_mi, (uintptr_t)(&be_mi + 1), 0, 0};
-  dl_iterate_phdr(find_relro, &q);
-  size_t ro = q.ro_hi - q.ro_lo;
-  if (ro != 0 && mprotect((void *)q.ro_lo, ro, PROT_READ | PROT_WRITE) != 0)
-    return false;
-  /* A thread started by an earlier constructor may be freeing: whole-pointer stores. */
-  __atomic_store_n(&be_mi.free, checked_free, __ATOMIC_RELEASE);
-  __atomic_store_n(&be_mi.free_size, checked_free_size, __ATOMIC_RELEASE);
-  __atomic_store_n(&be_mi.free_size_aligned, checked_free_size_aligned, __ATOMIC_RELEASE);
-  if (ro != 0)
-    mprotect((void *)q.ro_lo, ro, PROT_READ);
-  return true;
-}
+/* glue.h runs the check in front of every free; mimalloc needs nothing started. */
+bool be_check_start(void) { return sizeof(void *) >= 8; }
 
 const char *be_version(void) {
   static char text[32];

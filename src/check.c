@@ -4,7 +4,12 @@
 #include "check.h"
 
 #include "backend.h"
+#include "glue.h"
 #include "internal.h"
+
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -70,16 +75,87 @@ void check_pointer(const char *op, const void *p) {
  * valid one foreign. */
 static void ranges_after_fork(void);
 
+/* The checking versions of glue.h's table: the check, then the plain operation. */
+static void *checked_realloc(void *p, size_t n) {
+  check_pointer("realloc", p);
+  return glue_realloc_plain(p, n);
+}
+static size_t checked_usable_size(void *p) {
+  check_pointer("malloc_usable_size", p);
+  return glue_usable_size_plain(p);
+}
+#if !BE_CHECKS_FREES
+static const struct glue_ops plain_ops = {NULL, NULL, BE_FREE_FUNCTIONS};
+static void checked_free(void *p) {
+  check_pointer("free", p);
+  plain_ops.free(p);
+}
+static void checked_free_sized(void *p, size_t n) {
+  check_pointer("free", p);
+  plain_ops.free_sized(p, n);
+}
+static void checked_free_aligned_sized(void *p, size_t n, size_t align) {
+  check_pointer("free", p);
+  plain_ops.free_aligned_sized(p, n, align);
+}
+#endif
+
+/* The part of [lo, hi) the dynamic linker made read-only (RELRO), as it computes it:
+ * whole pages only, so a partial last page stays writable. */
+struct relro_query {
+  uintptr_t lo, hi;       /* in: the table */
+  uintptr_t ro_lo, ro_hi; /* out: read-only pages overlapping it, or empty */
+};
+
+static int find_relro(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct relro_query *q = arg;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_GNU_RELRO)
+      continue;
+    uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
+    uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+    if (q->lo < end && start < q->hi) {
+      q->ro_lo = q->lo > start ? q->lo & ~(page - 1) : start;
+      q->ro_hi = q->hi < end ? (q->hi + page - 1) & ~(page - 1) : end;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Points glue.h's table at the checking versions. A thread started by an earlier
+ * constructor may be calling through it: whole-pointer stores. */
+static bool ops_check(void) {
+  struct relro_query q = {(uintptr_t)&glue_ops, (uintptr_t)(&glue_ops + 1), 0, 0};
+  dl_iterate_phdr(find_relro, &q);
+  size_t ro = q.ro_hi - q.ro_lo;
+  if (ro != 0 && mprotect((void *)q.ro_lo, ro, PROT_READ | PROT_WRITE) != 0)
+    return false;
+  __atomic_store_n(&glue_ops.realloc, checked_realloc, __ATOMIC_RELEASE);
+  __atomic_store_n(&glue_ops.usable_size, checked_usable_size, __ATOMIC_RELEASE);
+#if !BE_CHECKS_FREES
+  __atomic_store_n(&glue_ops.free, checked_free, __ATOMIC_RELEASE);
+  __atomic_store_n(&glue_ops.free_sized, checked_free_sized, __ATOMIC_RELEASE);
+  __atomic_store_n(&glue_ops.free_aligned_sized, checked_free_aligned_sized, __ATOMIC_RELEASE);
+#endif
+  if (ro != 0)
+    mprotect((void *)q.ro_lo, ro, PROT_READ);
+  return true;
+}
+
 void check_start(void) {
   if (!check_enabled())
     return;
-  if (!be_check_start()) {
+  if (!be_check_start() || !ops_check()) {
     allocshim_say("ALLOCSHIM_CHECK=1: %s cannot check pointers in this build; running unchecked",
                   ALLOCSHIM_BACKEND_NAME);
     return;
   }
   pthread_atfork(NULL, NULL, ranges_after_fork);
-  check_on = true;
+  __atomic_store_n(&check_on, true, __ATOMIC_RELEASE);
 }
 
 /* ---- The address ranges a backend mapped ---------------------------------------------

@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Set before main when checked mode is on. The frees are checked by the backend
- * (be_check_start); realloc and malloc_usable_size test this flag in glue.h. */
-extern bool check_on;
+/* Set once, before main, when checked mode is on, and never cleared. What it changes
+ * is glue.h's table of operations; this says that it did (alloc_stats_print). */
+extern bool check_on __attribute__((visibility("hidden")));
 /* ALLOCSHIM_CHECK, read once; safe from inside the backend's own start-up. */
 bool check_enabled(void);
 /* From the library's constructor: turns checked mode on if asked for. */

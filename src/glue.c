@@ -34,15 +34,36 @@ void *glue_pvalloc(size_t size) {
   return be_aligned(page, rounded & ~(page - 1));
 }
 
+/* In .data.rel.ro: the dynamic linker fills it in, then makes it read-only; only
+ * check_start() writes it again, under mprotect, before main. */
+__attribute__((section(".data.rel.ro"))) struct glue_ops glue_ops = {
+    glue_realloc_plain,
+    glue_usable_size_plain,
+#if !BE_CHECKS_FREES
+    BE_FREE_FUNCTIONS,
+#endif
+};
+
+/* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
+void *glue_realloc_plain(void *p, size_t n) {
+  if (ALLOC_UNLIKELY(n == 0 && p != NULL)) {
+    be_free(p);
+    return NULL;
+  }
+  return be_realloc(p, n);
+}
+
+size_t glue_usable_size_plain(void *p) { return be_usable_size(p); }
+
 /* An alignment that is not a power of two cannot have come from aligned_alloc; such
  * a call is undefined in C23, and the safe answer is the unsized free. */
 void glue_free_aligned_sized(void *p, size_t align, size_t size) {
   if (!glue_malloc_is_ours())
     glue_other_free(p);
   else if (be_pow2(align))
-    be_free_aligned_sized(p, align, size);
+    glue_delete_aligned_sized(p, align, size);
   else
-    be_free(p);
+    glue_free(p);
 }
 
 /* libstdc++'s hooks, looked up weakly so that C programs load no C++ runtime. */

@@ -8,16 +8,45 @@
 
 #include <stdbool.h>
 
-/* glibc: realloc(p, 0) frees p and returns NULL, errno untouched. */
-static inline void *glue_realloc(void *p, size_t n) {
-  if (ALLOC_UNLIKELY(check_on))
-    check_pointer("realloc", p);
-  if (ALLOC_UNLIKELY(n == 0 && p != NULL)) {
-    be_free(p);
-    return NULL;
-  }
-  return be_realloc(p, n);
-}
+/* ---- Checked mode (ALLOCSHIM_CHECK=1, src/check.c) ------------------------------------
+ * One mechanism, chosen once before main: every entry point that hands the backend a
+ * pointer calls through this table, which holds the plain operations, or, in checked
+ * mode, versions that run check_pointer() first. check_start() makes the choice; the
+ * table then sits in RELRO, read-only like the GOT, since a writable function pointer
+ * on the free path is a gift to an attacker. The jump through it is the one cost the
+ * mode adds when it is off (docs/PERFORMANCE.md: a flag test instead cost 2.5% more on
+ * mimalloc's free). On a backend that checks its own frees (BE_CHECKS_FREES), the frees
+ * are not in the table: jemalloc's free is given straight to the name by the link, with
+ * no shim code in front of it, so the same check runs from jemalloc's dalloc hook. */
+struct glue_ops {
+  void *(*realloc)(void *p, size_t n);
+  size_t (*usable_size)(void *p);
+#if !BE_CHECKS_FREES
+  void (*free)(void *p);
+  void (*free_sized)(void *p, size_t n);
+  void (*free_aligned_sized)(void *p, size_t n, size_t align); /* BE_FREE_FUNCTIONS' order */
+#endif
+};
+extern struct glue_ops glue_ops __attribute__((visibility("hidden")));
+
+/* The plain operations behind the table's first two slots (glue.c). */
+void *glue_realloc_plain(void *p, size_t n);
+size_t glue_usable_size_plain(void *p);
+
+#define glue_realloc(p, n)  glue_ops.realloc((p), (n))
+#define glue_usable_size(p) glue_ops.usable_size(p)
+/* Sized operator delete is glue_delete_sized itself: C++ code is never built against
+ * another allocator's malloc, so unlike free_sized it does not ask whose malloc the
+ * process uses. */
+#if BE_CHECKS_FREES
+#define glue_free(p)                           be_free(p)
+#define glue_delete_sized(p, n)                be_free_sized((p), (n))
+#define glue_delete_aligned_sized(p, align, n) be_free_aligned_sized((p), (align), (n))
+#else
+#define glue_free(p)                           glue_ops.free(p)
+#define glue_delete_sized(p, n)                glue_ops.free_sized((p), (n))
+#define glue_delete_aligned_sized(p, align, n) glue_ops.free_aligned_sized((p), (n), (align))
+#endif
 
 /* Whose malloc the process uses (src/foreign.c). Only the extra entry points that
  * another allocator may lack (reallocarray, free_sized, free_aligned_sized) ask:
@@ -50,7 +79,7 @@ static inline void glue_free_sized(void *p, size_t size) {
   if (ALLOC_UNLIKELY(!glue_malloc_is_ours()))
     glue_other_free(p);
   else
-    be_free_sized(p, size);
+    glue_delete_sized(p, size);
 }
 
 /* POSIX: the error is the return value; *out and errno are left alone on failure.
@@ -71,12 +100,6 @@ static inline void *glue_aligned_alloc(size_t align, size_t size) {
     return NULL;
   }
   return be_aligned(align, size);
-}
-
-static inline size_t glue_usable_size(void *p) {
-  if (ALLOC_UNLIKELY(check_on))
-    check_pointer("malloc_usable_size", p);
-  return be_usable_size(p);
 }
 
 /* Less common entry points, kept out of line in glue.c. */

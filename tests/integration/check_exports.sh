@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Holds the built library to its documented ABI: the dynamic symbol table equals the
-# export list, the header's API is all exported, and NEEDED names only its backend;
-# the static archive's global names equal the same list.
+# export list, the header's API is all exported, every allocation function of the
+# target's C and C++ runtimes is exported too, and NEEDED names only its backend; the
+# static archive's global names equal the same list.
 # usage: check_exports.sh LIBRARY EXPORTS_TXT HEADER KIND "NAME=FUNCTION;..." [ARCHIVE]
 #   KIND: jemalloc, mimalloc-inside or mimalloc-shared (cmake/AllocshimBackend.cmake);
 #   the pairs are the entries the link gives straight to a backend function.
@@ -29,6 +30,30 @@ if [ "$api" != "$exported_api" ]; then
   diff <(echo "$api") <(echo "$exported_api") || true
   fail=1
 fi
+
+# The export list is made from src/entries.def, so comparing the library with it alone
+# would miss a name the table lacks. The target's C library and C++ runtime are the
+# outside witness: every allocation-family function they export at a default version
+# (what a program links against; GLIBC_PRIVATE is theirs alone) must be the shim's too.
+# TARGET_LIBC, TARGET_LIBSTDCXX: their paths, when the target has them.
+family='^(__libc_)?((c|m|re|p?v|aligned_)alloc|reallocarray|(posix_)?memalign|c?free|free_(aligned_)?sized|malloc_[a-z_]+|mallinfo2?|mallopt)$'
+runtime_names() { # FILE REGEX: defined functions at their default version
+  "$nm" -D --defined-only "$1" | awk '$2 ~ /^[TWi]$/ && $3 ~ /@@/ && $3 !~ /@@GLIBC_PRIVATE$/ {sub(/@@.*/, "", $3); print $3}' |
+    grep -E "$2" | sort -u
+}
+for pair in "${TARGET_LIBC:-}|$family" "${TARGET_LIBSTDCXX:-}|^_Z(nw|na|dl|da)"; do
+  file=${pair%%|*} re=${pair#*|}
+  [ -n "$file" ] || continue
+  theirs=$(runtime_names "$file" "$re")
+  if [ -z "$theirs" ]; then say "FAIL: no allocation functions read from $file"; fail=1; continue; fi
+  missing=$(comm -23 <(echo "$theirs") <(echo "$got"))
+  if [ -n "$missing" ]; then
+    say "FAIL: $(basename "$file") exports allocation functions the shim does not: $(echo $missing)"
+    fail=1
+  else
+    say "all $(echo "$theirs" | wc -l) allocation functions of $(basename "$file") are the shim's too"
+  fi
+done
 
 needed=$("$readelf" -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 say "NEEDED: $(echo $needed)"
