@@ -87,21 +87,35 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
     message(FATAL_ERROR "libjemalloc_pic.a not found: install libjemalloc-dev, or configure "
                         "with -DALLOCSHIM_BACKEND=mimalloc")
   endif()
-  # mmap, munmap and sbrk are renamed too, so that src/backend_jemalloc.c sees every
-  # mapping jemalloc makes: checked mode (ALLOCSHIM_CHECK) tells its pointers from
-  # foreign ones by them. creat is renamed so that jemalloc never opens a heap profile
-  # by name (src/backend_jemalloc.c, "Heap profile files").
-  set(_renamed_syms
-      malloc calloc realloc free posix_memalign aligned_alloc memalign valloc
-      malloc_usable_size mallocx rallocx xallocx sallocx dallocx sdallocx nallocx mallctl
-      mallctlnametomib mallctlbymib malloc_stats_print malloc_conf malloc_conf_2_conf_harder
-      malloc_message secure_getenv mmap munmap sbrk creat)
-  set(_map "je_malloc_default _do_malloc\n")
-  foreach(_s IN LISTS _renamed_syms)
-    string(APPEND _map "${_s} _${_s}\n")
-  endforeach()
+  # What is renamed, and what the shim takes from jemalloc 5.3's insides, is one list,
+  # src/jemalloc_names.def, which the C code expands into its prototypes. The archive
+  # must be a jemalloc with every listed name and the internals the list was written
+  # for: any other fails here, naming the version and the names, rather than at link
+  # time or, worse, inside a running program.
+  include(${CMAKE_CURRENT_LIST_DIR}/AllocshimJemallocNames.cmake)
+  set(_names ${PROJECT_SOURCE_DIR}/src/jemalloc_names.def)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_names} ${ALLOCSHIM_JEMALLOC_PIC})
+  allocshim_je_names_read(${_names} _je)
+  find_file(_je_header jemalloc/jemalloc.h NO_CACHE)
+  allocshim_je_archive_version(${ALLOCSHIM_JEMALLOC_PIC} "${_je_header}" _je_version)
+  execute_process(COMMAND ${CMAKE_NM} -g ${ALLOCSHIM_JEMALLOC_PIC} OUTPUT_VARIABLE _je_nm
+                  ERROR_QUIET COMMAND_ERROR_IS_FATAL ANY)
+  allocshim_je_gate(_je "${_je_version}" "${_je_nm}" ${ALLOCSHIM_JEMALLOC_PIC} _je_refused)
+  if(_je_refused)
+    message(FATAL_ERROR "${_je_refused}")
+  endif()
+  # The C side holds itself to the same version (src/jemalloc_names.h).
+  string(REPLACE "." ";" _je_parts ${_je_version})
+  list(GET _je_parts 0 _je_major)
+  list(GET _je_parts 1 _je_minor)
+  target_compile_definitions(allocshim_backend INTERFACE
+    $<BUILD_INTERFACE:ALLOCSHIM_JEMALLOC_MAJOR=${_je_major}>
+    $<BUILD_INTERFACE:ALLOCSHIM_JEMALLOC_MINOR=${_je_minor}>)
+  allocshim_je_rename_map(_je _map)
   set(_dir ${PROJECT_BINARY_DIR}/jemalloc-renamed)
-  file(WRITE ${_dir}/rename.map "${_map}")
+  # Written only when it changes, so that a new configure renames the archive again only
+  # when the list did.
+  file(CONFIGURE OUTPUT ${_dir}/rename.map CONTENT "${_map}" @ONLY)
   execute_process(COMMAND ${CMAKE_AR} t ${ALLOCSHIM_JEMALLOC_PIC}
                   OUTPUT_VARIABLE _members OUTPUT_STRIP_TRAILING_WHITESPACE
                   COMMAND_ERROR_IS_FATAL ANY)
@@ -136,7 +150,7 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   if(ALLOCSHIM_JEMALLOC_COPYRIGHT)
     set(ALLOCSHIM_BACKEND_LICENSE ${ALLOCSHIM_JEMALLOC_COPYRIGHT})
   endif()
-  set(ALLOCSHIM_BACKEND_VERSION_HINT "static, from ${ALLOCSHIM_JEMALLOC_PIC}")
+  set(ALLOCSHIM_BACKEND_VERSION_HINT "static, jemalloc ${_je_version} from ${ALLOCSHIM_JEMALLOC_PIC}")
 else()
   # mimalloc is compiled into the shim from its source when that is at hand
   # (tools/fetch-source mimalloc gets the distribution's own), so that, as with jemalloc,

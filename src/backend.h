@@ -34,27 +34,19 @@ static inline bool be_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
 
 /* jemalloc is linked statically, from a build-time copy of the distribution's
  * libjemalloc_pic.a in which malloc is renamed _malloc, free _free, and so on
- * (cmake/AllocshimBackend.cmake says why); so the forwards below are direct calls
- * into jemalloc's own fast paths, and the entries src/entries.def gives to jemalloc
- * are jemalloc's functions themselves in the shared library. Its dalloc hook runs
- * checked mode's check on every free (src/backend_jemalloc.c), those included. */
+ * (src/jemalloc_names.def lists them, cmake/AllocshimBackend.cmake says why); so the
+ * forwards below are direct calls into jemalloc's own fast paths, and the entries
+ * src/entries.def gives to jemalloc are jemalloc's functions themselves in the shared
+ * library. Its dalloc hook runs checked mode's check on every free
+ * (src/backend_jemalloc.c), those included. */
 #define ALLOCSHIM_BACKEND_NAME "jemalloc"
-#define BE_HIDDEN              __attribute__((visibility("hidden")))
 #define BE_CHECKS_FREES        1
 
-/* Not hidden: a name the link gives to one of these takes its visibility, and must be
- * exported. The version script keeps the underscore names themselves out of sight. */
-void *_malloc(size_t n);
-void *_calloc(size_t c, size_t n);
-void *_aligned_alloc(size_t a, size_t n);
-void _free(void *p);
-BE_HIDDEN void *_realloc(void *p, size_t n);
-BE_HIDDEN int _posix_memalign(void **out, size_t a, size_t n);
-BE_HIDDEN void _sdallocx(void *p, size_t n, int flags);
-/* sdallocx without its flags test: what jemalloc's own sized operator delete calls.
- * Internal to jemalloc 5.3 (not in its header); linked from the same archive. */
-BE_HIDDEN void je_je_sdallocx_noflags(void *p, size_t n);
-BE_HIDDEN size_t _malloc_usable_size(const void *p);
+/* Every renamed or internal jemalloc name, declared from src/jemalloc_names.def. The
+ * `direct` ones (_malloc, _calloc, _aligned_alloc, _free) are not hidden: a name the
+ * link gives to one of these takes its visibility, and must be exported. The version
+ * script keeps the underscore names themselves out of sight. */
+#include "jemalloc_names.h"
 
 /* jemalloc's flag for "aligned to 2^k" is k itself (MALLOCX_LG_ALIGN). */
 #define BE_JE_ALIGN(a) ((int)__builtin_ctzl((unsigned long)(a)))

@@ -20,20 +20,6 @@
 #define HIDDEN __attribute__((visibility("hidden")))
 #define EXPORT ALLOC_API
 
-HIDDEN void *_mallocx(size_t n, int flags);
-HIDDEN void *_rallocx(void *p, size_t n, int flags);
-HIDDEN size_t _xallocx(void *p, size_t n, size_t extra, int flags);
-HIDDEN size_t _sallocx(const void *p, int flags);
-HIDDEN void _dallocx(void *p, int flags);
-HIDDEN size_t _nallocx(size_t n, int flags);
-HIDDEN int _mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
-HIDDEN int _mallctlnametomib(const char *name, size_t *mib, size_t *miblen);
-HIDDEN int _mallctlbymib(const size_t *mib, size_t miblen, void *oldp, size_t *oldlenp, void *newp,
-                         size_t newlen);
-HIDDEN void _malloc_stats_print(void (*write_cb)(void *, const char *), void *opaque,
-                                const char *opts);
-HIDDEN char *_secure_getenv(const char *name);
-
 /* A program linked against libjemalloc that calls mallocx() or sdallocx() while the
  * shim is preloaded must reach this copy of jemalloc, or its pointers would cross
  * allocators. So jemalloc's own extended API is part of the shim's ABI. */
@@ -57,13 +43,41 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
   _malloc_stats_print(cb, o, opts);
 }
 
-/* jemalloc 5.3 purges a free extent of 8 MiB or more (after coalescing) at once, and
+/* ---- The shim's jemalloc defaults --------------------------------------------------
+ * All that the shim changes in jemalloc's configuration is here, in two steps:
+ *  1. ALLOCSHIM_JEMALLOC_DEFAULTS, ordinary options, which _secure_getenv (below) puts
+ *     first of jemalloc's sources, so each later one overrides them in libjemalloc's
+ *     documented order: the program's malloc_conf, /etc/malloc.conf, then ALLOCSHIM_
+ *     settings and MALLOC_CONF;
+ *  2. defaults_apply(), what jemalloc 5.3 fails to do with those options itself.
+ * Every other option the shim passes on was asked for (ALLOCSHIM_PROF*), or is not a
+ * default but a need: checked mode's tcache:false, last so that nothing overrides it.
+ *
+ * jemalloc 5.3 purges a free extent of 8 MiB or more (after coalescing) at once, and
  * serves such requests from an arena that keeps nothing: a program cycling through
  * blocks of a few MiB page-faults on every reuse (bench/ "large": 2x glibc's time).
  * At 16 MiB that workload runs 13x faster with the same peak RSS (32 MiB, glibc's
  * largest mmap threshold, costs 4% more RSS for no more speed); the 10 s decay still
  * returns the memory. */
 #define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:16777216"
+
+/* jemalloc 5.3 creates arena 0 (the main thread's) with the built-in 8 MiB oversize
+ * threshold and copies opt.oversize_threshold into effect only afterwards
+ * (arena_init_huge), so arena 0 ignores the option, whoever set it. This makes that
+ * copy early, with jemalloc's own range check. It must run after jemalloc has parsed
+ * its options and before arena 0 exists: the one call into the shim in between is
+ * jemalloc's first mmap (its base allocator's first block), so _mmap is where this
+ * runs, and every later call returns at once. (mallctl could set arena 0 after the
+ * fact, but its first use costs every process 30 KiB of statistics per arena.) */
+static void defaults_apply(void) {
+  static bool done;
+  if (done)
+    return;
+  done = true;
+  size_t opt = je_opt_oversize_threshold;
+  if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
+    je_oversize_threshold = opt;
+}
 
 /* A program's own options, the way libjemalloc documents them: a global
  * `const char *malloc_conf` in the program. The build renamed jemalloc's definition, so
@@ -140,26 +154,8 @@ char *_secure_getenv(const char *name) {
 }
 
 /* Nothing left for the constructor: jemalloc's options are in place from its first
- * allocation (above), and arena 0's threshold from its first mapping (below). */
+ * allocation (above), and arena 0's threshold from its first mapping (defaults_apply). */
 void be_start(void) {}
-
-/* jemalloc 5.3 creates arena 0 (the main thread's) with the built-in 8 MiB oversize
- * threshold and copies opt.oversize_threshold into effect only afterwards, so arena 0
- * ignores the option. Its first mmap comes after the options are parsed and before
- * arena 0 exists, and is where the shim makes that copy early, the same way jemalloc
- * later does. (mallctl could set arena 0 after the fact, but its first use costs
- * every process 30 KiB of statistics per arena.) Both names are jemalloc internals,
- * linked from the same archive. */
-extern size_t je_oversize_threshold, je_opt_oversize_threshold;
-static void oversize_threshold_early(void) {
-  static bool done;
-  if (done)
-    return;
-  done = true;
-  size_t opt = je_opt_oversize_threshold;
-  if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
-    je_oversize_threshold = opt;
-}
 
 /* ---- Checked mode ---------------------------------------------------------------------
  * jemalloc 5.3 has no lookup that is safe on a pointer it never mapped (arenas.lookup
@@ -175,7 +171,7 @@ static void oversize_threshold_early(void) {
  * A new mapping is recorded after the kernel made it and before jemalloc hands any of
  * it out, so no pointer into it can reach a free before it is in the table. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-  oversize_threshold_early();
+  defaults_apply(); /* the shim's defaults, step 2: this is its first chance */
   int saved = errno;
   void *p = mmap(addr, len, prot, flags, fd, off);
   if (p == MAP_FAILED)

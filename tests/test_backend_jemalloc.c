@@ -22,8 +22,6 @@
 #include "check.h"
 #include "test_owns.h"
 
-char *_secure_getenv(const char *name);
-int _creat(const char *name, mode_t mode);
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 
 /* Names whose mallctl the current test wants to fail; everything else is real. */
