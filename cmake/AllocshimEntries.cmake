@@ -2,8 +2,8 @@
 # target, and makes from it the export list and the links that give an entry straight
 # to a backend function. Nothing here names an entry point.
 #
-# In:  ALLOCSHIM_BACKEND_KIND, ALLOCSHIM_TARGET_GLIBC, ALLOCSHIM_BACKEND_API
-#      (cmake/AllocshimBackend.cmake)
+# In:  ALLOCSHIM_BACKEND_KIND, ALLOCSHIM_TARGET_GLIBC, ALLOCSHIM_BACKEND_API and, for
+#      jemalloc, _je_RENAMED/_je_ROLES (cmake/AllocshimBackend.cmake)
 # Out: ALLOCSHIM_ENTRIES (every row's name), ALLOCSHIM_EXPORTS (those, the public
 #      header's API and the backend's), ALLOCSHIM_DIRECT (name=function pairs for this
 #      backend), their --defsym options appended to ALLOCSHIM_BACKEND_LINK_OPTIONS, and
@@ -71,6 +71,23 @@ foreach(_row IN LISTS _rows)
     endif()
   endif()
 endforeach()
+# A name the link gives to a jemalloc function takes that function's visibility, so the
+# function must be one src/jemalloc_names.def marks `direct` (not hidden): otherwise the
+# export would silently vanish from the shared library.
+if(ALLOCSHIM_BACKEND_KIND STREQUAL "jemalloc")
+  foreach(_pair IN LISTS ALLOCSHIM_DIRECT)
+    string(REGEX REPLACE "^[^=]*=" "" _target "${_pair}")
+    list(FIND _je_RENAMED ${_target} _i)
+    set(_role "")
+    if(_i GREATER_EQUAL 0)
+      list(GET _je_ROLES ${_i} _role)
+    endif()
+    if(NOT _role STREQUAL "direct")
+      message(FATAL_ERROR "src/entries.def gives ${_pair} to jemalloc, but src/jemalloc_names.def "
+                          "does not list ${_target} with the role `direct`")
+    endif()
+  endforeach()
+endif()
 if(NOT "malloc" IN_LIST ALLOCSHIM_ENTRIES OR NOT "free" IN_LIST ALLOCSHIM_ENTRIES)
   message(FATAL_ERROR "src/entries.def gave no malloc or free: ${_rows}")
 endif()

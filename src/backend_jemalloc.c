@@ -236,10 +236,6 @@ static void check_dalloc(void *extra, int type, void *address, uintptr_t args_ra
  * rtree_leaf_elm_lookup_hard, asked with dependent=false, says NULL instead, so it is
  * safe on any address. Layouts below are jemalloc 5.3's for x86_64 (48-bit addresses,
  * the only target the jemalloc build is for), from its rtree.h and edata.h. */
-struct je_emap;
-extern struct je_emap je_arena_emap_global; /* an emap_t: its radix tree comes first */
-HIDDEN uintptr_t *je_rtree_leaf_elm_lookup_hard(void *tsdn, void *rtree, void *rtree_ctx,
-                                                uintptr_t key, bool dependent, bool init_missing);
 
 /* A tree leaf: the edata_t's address in bits 7-47 (it is 128-byte aligned), the size
  * class index above them, the extent state in bits 2-4 (0 active, then dirty, muzzy,
