@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "glue.h"
 
 /* ---- Mocks: the backend's answer, the message, and abort ------------------------- */
 static bool owns_answer = true;
@@ -180,6 +181,58 @@ static void test_ranges_many(void **state) {
   assert_false(held(base + 0x3010));
 }
 
+/* Whether the page holding addr is mapped without write permission. */
+static bool read_only(const void *addr) {
+  FILE *maps = fopen("/proc/self/maps", "r");
+  assert_non_null(maps);
+  char line[512];
+  bool found = false, writable = true;
+  while (!found && fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi;
+    char perms[5];
+    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && lo <= (uintptr_t)addr &&
+        (uintptr_t)addr < hi) {
+      found = true;
+      writable = perms[1] == 'w';
+    }
+  }
+  fclose(maps);
+  return found && !writable;
+}
+
+/* Checked mode's one mechanism, run without and with ALLOCSHIM_CHECK=1: the table of
+ * pointer-taking operations is read-only whichever way it was chosen, holds the plain
+ * operations or the checking ones, and the checking one stops a foreign pointer before
+ * the backend sees it. */
+static void test_ops_table(void **state) {
+  (void)state;
+  assert_true(read_only(&glue_ops));
+  bool checked = __atomic_load_n(&check_on, __ATOMIC_RELAXED);
+  assert_int_equal(glue_ops.realloc != glue_realloc_plain, checked);
+  assert_int_equal(glue_ops.usable_size != glue_usable_size_plain, checked);
+#if !BE_CHECKS_FREES
+  const struct glue_ops plain = {NULL, NULL, BE_FREE_FUNCTIONS};
+  assert_int_equal(glue_ops.free != plain.free, checked);
+  assert_int_equal(glue_ops.free_sized != plain.free_sized, checked);
+  assert_int_equal(glue_ops.free_aligned_sized != plain.free_aligned_sized, checked);
+#endif
+  void *p = malloc(16);
+  assert_non_null(p);
+  owns_answer = false;
+  bool stopped = true;
+  if (setjmp(aborted) == 0) {
+    void *q = glue_realloc(p, 32);
+    stopped = false;
+    if (q != NULL)
+      p = q;
+  }
+  owns_answer = true;
+  assert_int_equal(stopped, checked);
+  if (checked)
+    assert_non_null(strstr(said, "realloc("));
+  free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_pointer_owned_or_null_passes, reset),
@@ -187,6 +240,7 @@ int main(void) {
       cmocka_unit_test_setup(test_block_answers_name_causes, reset),
       cmocka_unit_test_setup(test_ranges_add_merge_remove, reset),
       cmocka_unit_test_setup(test_ranges_many, reset),
+      cmocka_unit_test_setup(test_ops_table, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
