@@ -107,7 +107,7 @@ static void say_frame(uintptr_t a) {
 static int first_frame(const struct stack *s, uintptr_t shim) {
   int i = 0;
   Dl_info info;
-  while (i < s->frames - 1 && dladdr((void *)(s->frame[i] - 1), &info) != 0 &&
+  while (shim != 0 && i < s->frames - 1 && dladdr((void *)(s->frame[i] - 1), &info) != 0 &&
          (uintptr_t)info.dli_fbase == shim)
     i++;
   return i;
@@ -175,8 +175,12 @@ static void check_at_exit(void) {
   int kept = memfd_create("allocshim-leaks", MFD_CLOEXEC);
   bool kept_ok = kept >= 0;
   uintptr_t loader = (uintptr_t)getauxval(AT_BASE);
-  Dl_info self;
+  /* The shim's own frames are skipped when it is a library of its own; linked into
+   * the program (liballocshim.a), its frames are the program's file and all are kept. */
+  Dl_info self, exe;
   uintptr_t shim = dladdr((void *)check_at_exit, &self) ? (uintptr_t)self.dli_fbase : 0;
+  if (dladdr((void *)getauxval(AT_ENTRY), &exe) && (uintptr_t)exe.dli_fbase == shim)
+    shim = 0;
   static struct stack s; /* 1 KiB of frames: off the stack, which exit may have little of */
   unsigned long long objects = 0, bytes = 0, stacks = 0;
   bool in_stack = false, keep = false, header = true;

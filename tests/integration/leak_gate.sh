@@ -2,9 +2,10 @@
 # The leak gate (issue 14): `allocshim-run --leaks` and ALLOCSHIM_PROF_LEAKS=1 name the
 # function a leak came from and exit 23; a clean program keeps its own status. On
 # mimalloc: one "not supported" line, and the program runs as it would.
-# usage: leak_gate.sh ALLOCSHIM_RUN LIBRARY BACKEND LEAK_GATE
+# The copy linked with the static archive: a setgid copy ignores the setting (as root).
+# usage: leak_gate.sh ALLOCSHIM_RUN LIBRARY BACKEND LEAK_GATE LEAK_GATE_STATIC
 set -uo pipefail
-tool=$1 lib=$(readlink -f "$2") backend=$3 prog=$4
+tool=$1 lib=$(readlink -f "$2") backend=$3 prog=$4 static=$5
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # The launcher's private directories go under here, to be seen removed.
@@ -94,4 +95,27 @@ lacks err 'leak' "ALLOCSHIM_PROF_LEAKS=1, clean program"
 # 4. The private directory is the launcher's own: --prof-dir cannot go with --leaks.
 run 2 "--leaks with --prof-dir" "$tool" --lib "$lib" --leaks --prof-dir "$tmp/prof" -- "$prog" clean 0
 has err 'cannot go with it' "--leaks with --prof-dir"
+
+# 5. Linked with liballocshim.a (the shim's frames are the program's: none skipped, the
+# leaking function still in the stacks jeprof names); and as a setgid copy run by
+# nobody, the setting is ignored: the program's own status, nothing said or written.
+mkdir -m 1777 "$tmp/shared"
+run 23 "static archive, ALLOCSHIM_PROF_LEAKS=1, leaking program" \
+  env ALLOCSHIM_PROF_LEAKS=1 ALLOCSHIM_PROF_DIR="$tmp/shared" "$static" leak
+profile=$(find "$tmp/shared" -name 'allocshim.*.heap')
+[ -n "$profile" ] && jeprof --text "$static" "$profile" 2>/dev/null | grep -q leaky_cache_fill ||
+  bad "static archive: jeprof does not find leaky_cache_fill in the profile '$profile'"
+rm -f "$tmp/shared"/*
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  chmod 755 "$tmp"
+  cp "$static" "$tmp/setgid"
+  chgrp root "$tmp/setgid" && chmod 2755 "$tmp/setgid"
+  run 0 "setgid copy run by nobody, ALLOCSHIM_PROF_LEAKS=1, leaking program" \
+    setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    env ALLOCSHIM_PROF_LEAKS=1 ALLOCSHIM_PROF_DIR="$tmp/shared" "$tmp/setgid" leak
+  [ ! -s "$tmp/err" ] || bad "the setgid copy said something"
+  [ -z "$(ls -A "$tmp/shared")" ] || bad "the setgid copy wrote: $(ls -A "$tmp/shared")"
+else
+  echo "leak-gate: the setgid case needs root and setpriv: not run"
+fi
 exit $fail
