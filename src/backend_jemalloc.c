@@ -127,17 +127,25 @@ char *_secure_getenv(const char *name) {
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
-  if (allocshim_env_flag("PROF")) {
+  /* ALLOCSHIM_PROF_LEAKS: profiling with every allocation sampled (lg_prof_sample:0,
+   * after any ALLOCSHIM_PROF_SAMPLE), so that the check at exit (src/leaks.c) sees
+   * every block still live. Not jemalloc's prof_leak_error: 5.3 calls _exit(1) before
+   * it writes the final profile (left empty) and before stdio is flushed (the program's
+   * last output is lost), and it counts the C library's stdio buffers as leaks. */
+  bool leaks = allocshim_env_flag("PROF_LEAKS");
+  if (allocshim_env_flag("PROF") || leaks) {
     /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.
      * A value profile_parse_sample refuses keeps jemalloc's default; profile_start says
      * so, once, from the constructor. */
     const char *sample = allocshim_env("PROF_SAMPLE");
     unsigned long long bytes = 0;
-    char prof[64];
+    char prof[96];
     snprintf(prof, sizeof prof, "prof:true,prof_active:true");
     if (sample != NULL && profile_parse_sample(sample, &bytes))
       snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:%d",
                63 - __builtin_clzll(bytes));
+    if (leaks)
+      snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:0");
     fits = fits && conf_add(conf, sizeof conf, &len, prof);
   }
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */

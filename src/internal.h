@@ -29,6 +29,17 @@ unsigned profile_signal_dumps_done(void);
 /* A new 0600 file at `path`, for a profile jemalloc writes itself, in a directory
  * trusted as the shim's own dumps' are: a descriptor, or -1 with errno. */
 int profile_create_new(const char *path);
+/* A fresh profile from the backend in a memfd (close-on-exec): the descriptor, or -1. */
+int profile_snapshot(void);
+/* The bytes of memfd `mem` as a new profile under the default name, in
+ * ALLOCSHIM_PROF_DIR or the current directory, trusted as every dump's: 0 with the
+ * file's path in `written`, or -1 (an untrusted directory said on stderr). */
+int profile_write_memfd(int mem, char *written, size_t cap);
+/* ALLOCSHIM_PROF_LEAKS=1 on a backend that profiles: the check at exit (src/leaks.c). */
+void leaks_start(void);
+/* The exit status of a process whose check found blocks still live. */
+#define LEAKS_EXIT_STATUS 23
+
 /* ALLOCSHIM_PROF_SIGNAL's value ("USR2", "SIGUSR2", "12", "RTMIN+2") to a signal
  * number; -1, with *why (if why is not NULL) saying why, for what is not a signal or
  * may not be chosen: uncatchable, fatal, reserved. */

@@ -314,25 +314,38 @@ static int put_in_place(int dir, const char *tmp, char *name, size_t cap, bool d
   return fail(-1, EEXIST);
 }
 
-/* The whole dump into directory descriptor `dir`, under `name`. */
-static int write_profile(int dir, char *name, size_t cap, bool default_name) {
+/* The whole dump into directory descriptor `dir`, under `name`: a fresh one from
+ * jemalloc, or (given >= 0) the bytes of the memfd `given`, which stays the caller's. */
+static int write_profile(int dir, char *name, size_t cap, bool default_name, int given) {
   off_t size = 0;
-  int mem = profile_in_memory(&size);
+  struct stat gst;
+  int mem = given;
+  if (given < 0)
+    mem = profile_in_memory(&size);
+  else if (fstat(given, &gst) == 0)
+    size = gst.st_size;
+  else
+    return -1;
   if (mem < 0)
     return -1;
+  if (size == 0)
+    return fail(-1, EIO);
   char tmp[64];
   int fd = -1;
   for (int i = 0; i < NAME_TRIES && fd < 0; i++) {
     temp_name(tmp, sizeof tmp);
     fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST) {
-      close(mem);
-      return -1;
+      int err = errno;
+      if (mem != given)
+        close(mem);
+      return fail(-1, err);
     }
   }
   int rc = fd < 0 ? fail(-1, EEXIST) : copy_all(mem, fd, (size_t)size);
   int err = errno;
-  close(mem);
+  if (mem != given)
+    close(mem);
   /* fsync: "complete or not at all" should also hold after a crash, and a dump is rare
    * enough (an operator's request) to pay for one. close() can report a late write
    * error (NFS), so it is checked as well. */
@@ -400,8 +413,10 @@ int profile_create_new(const char *path) {
 }
 
 /* alloc_profile_dump(), with the reason for refusing a directory left in `why` for the
- * caller to say (once, or every time) rather than said here. */
-static int dump_profile(const char *path, char *why, size_t cap) {
+ * caller to say (once, or every time) rather than said here. `mem`: as write_profile's
+ * `given`; `written` (if not NULL) gets the final path of a default-named dump. */
+static int dump_profile_from(const char *path, char *why, size_t cap, int mem, char *written,
+                             size_t wcap) {
   why[0] = '\0';
   int saved = errno;
   int status = profile_ready();
@@ -432,7 +447,7 @@ static int dump_profile(const char *path, char *why, size_t cap) {
   sigaddset(&xfsz, SIGXFSZ);
   pthread_sigmask(SIG_BLOCK, &xfsz, &old);
   sigpending(&before);
-  int rc = write_profile(dfd, name, sizeof name, path == NULL);
+  int rc = write_profile(dfd, name, sizeof name, path == NULL, mem);
   int err = errno;
   sigset_t now;
   if (!sigismember(&before, SIGXFSZ) && sigpending(&now) == 0 && sigismember(&now, SIGXFSZ))
@@ -441,8 +456,30 @@ static int dump_profile(const char *path, char *why, size_t cap) {
   close(dfd);
   if (rc != 0)
     return fail(ALLOC_EIO, err);
+  if (written != NULL)
+    snprintf(written, wcap, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
   errno = saved; /* success leaves errno as it was */
   return ALLOC_OK;
+}
+
+static int dump_profile(const char *path, char *why, size_t cap) {
+  return dump_profile_from(path, why, cap, -1, NULL, 0);
+}
+
+int profile_write_memfd(int mem, char *written, size_t cap) {
+  char why[1024]; /* as long as allocshim_say() prints */
+  int status = dump_profile_from(NULL, why, sizeof why, mem, written, cap);
+  if (why[0] != '\0') {
+    int err = errno;
+    allocshim_say("leak check: %s", why);
+    errno = err;
+  }
+  return status == ALLOC_OK ? 0 : -1;
+}
+
+int profile_snapshot(void) {
+  off_t size;
+  return profile_in_memory(&size);
 }
 
 int alloc_profile_dump(const char *path) {
@@ -728,8 +765,8 @@ static bool said_no(const char *v) {
 void profile_start(void) {
   const char *prof = allocshim_env("PROF"), *sig = allocshim_env("PROF_SIGNAL");
   const char *dir = allocshim_env("PROF_DIR"), *sample = allocshim_env("PROF_SAMPLE");
-  bool at_exit = allocshim_env_flag("PROF_AT_EXIT");
-  bool others = sig != NULL || dir != NULL || sample != NULL || at_exit;
+  bool at_exit = allocshim_env_flag("PROF_AT_EXIT"), leaks = allocshim_env_flag("PROF_LEAKS");
+  bool others = sig != NULL || dir != NULL || sample != NULL || at_exit || leaks;
   if (prof == NULL && !others)
     return;
   int signo = sig ? chosen_signal(sig) : -1;
@@ -739,7 +776,16 @@ void profile_start(void) {
      * A handler (not SIG_IGN) so that exec'd children get the default back. */
     bool caught = signo > 0 && catch_signal(signo, ignore_signal);
     const char *note = caught ? " (the signal is caught and does nothing)" : "";
-    if (said_no(prof)) {
+    if (leaks && status == ALLOC_ENOTSUP) {
+      /* One line, and the program runs as it would without the setting. */
+      allocshim_say("leak checking (ALLOCSHIM_PROF_LEAKS) is not supported on this platform: "
+                    "allocshim uses %s %s here; the program runs without it%s",
+                    alloc_backend(), alloc_backend_version(), note);
+    } else if (leaks && !said_no(prof)) {
+      allocshim_say("ALLOCSHIM_PROF_LEAKS=1, but jemalloc's profiling is off (MALLOC_CONF has "
+                    "the last word); no leak check%s",
+                    note);
+    } else if (said_no(prof)) {
       if (others)
         allocshim_say("ALLOCSHIM_PROF=%s switches heap profiling off; the other ALLOCSHIM_PROF_* "
                       "settings are ignored%s",
@@ -771,4 +817,6 @@ void profile_start(void) {
     start_signal_dumps(signo);
   if (at_exit)
     atexit(dump_at_exit);
+  if (leaks)
+    leaks_start();
 }
