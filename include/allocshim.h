@@ -145,11 +145,20 @@ typedef struct alloc_stats {
  * (errno EINVAL). */
 ALLOC_API int alloc_stats(alloc_stats_t *out);
 
-typedef enum alloc_format { ALLOC_FORMAT_TEXT = 0, ALLOC_FORMAT_JSON = 1 } alloc_format;
+/* TEXT: one line. JSON: one object, unknown fields null.
+ * PROMETHEUS: the text exposition format (version 0.0.4) a Prometheus server scrapes,
+ * gauges allocshim_<field>_bytes, allocshim_fragmentation_ratio (active/allocated) and
+ * the counter allocshim_returned_bytes_total (bytes given back to the OS so far), each
+ * sample labelled backend="..."; a figure the backend cannot tell is left out. */
+typedef enum alloc_format {
+  ALLOC_FORMAT_TEXT = 0,
+  ALLOC_FORMAT_JSON = 1,
+  ALLOC_FORMAT_PROMETHEUS = 2
+} alloc_format;
 
-/* Write the alloc_stats() figures to `f`, with the backend's name: one line of text,
- * or one JSON object (unknown fields are null). ALLOC_OK; ALLOC_EINVAL for a NULL
- * stream or an unknown format (errno EINVAL); ALLOC_EIO if writing fails. */
+/* Write the alloc_stats() figures to `f`, with the backend's name, in one of the
+ * formats above. ALLOC_OK; ALLOC_EINVAL for a NULL stream or an unknown format
+ * (errno EINVAL); ALLOC_EIO if writing fails. */
 ALLOC_API int alloc_stats_print(FILE *f, int format);
 
 #ifdef __cplusplus

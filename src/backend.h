@@ -144,5 +144,6 @@ int be_profile_dump(int fd);            /* the whole profile into fd: 0, or -1 *
 int be_profile_activate(bool active);   /* 0, or -1 */
 void be_stats(struct alloc_stats *out); /* every field, ALLOC_STAT_UNKNOWN where unknown */
 bool be_purge(void);                    /* return free memory; true if any went back */
+size_t be_returned_bytes(void);         /* given back to the OS so far, or ALLOC_STAT_UNKNOWN */
 
 #endif /* ALLOCSHIM_BACKEND_H */

@@ -444,6 +444,19 @@ void be_stats(alloc_stats_t *out) {
   out->retained = stat_of("stats.retained");
 }
 
+/* Every page jemalloc gives back leaves the dirty state by a purge, counted once in
+ * dirty_purged, whether it goes straight back (MADV_DONTNEED) or lazily (MADV_FREE,
+ * to muzzy); muzzy_purged would count the lazy ones a second time. A page count, of
+ * every arena (4096 is MALLCTL_ARENAS_ALL), as of be_stats()'s last epoch. */
+size_t be_returned_bytes(void) {
+  uint64_t pages = 0;
+  size_t page = 0, len = sizeof pages, plen = sizeof page;
+  if (_mallctl("stats.arenas.4096.dirty_purged", &pages, &len, NULL, 0) != 0 ||
+      _mallctl("arenas.page", &page, &plen, NULL, 0) != 0)
+    return ALLOC_STAT_UNKNOWN;
+  return (size_t)pages * page;
+}
+
 bool be_purge(void) {
   alloc_stats_t before, after;
   be_stats(&before);

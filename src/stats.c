@@ -7,6 +7,7 @@
 
 #include <allocshim.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -56,14 +57,75 @@ static size_t format_stats(char *buf, size_t cap, bool json) {
   return n > 0 && len + (size_t)n < cap ? len + (size_t)n : cap - 1;
 }
 
+/* One Prometheus metric family, appended at buf + *len: HELP, TYPE and its one sample.
+ * `value` is already text, so that a ratio and a byte count go through one path. */
+static void put_metric(char *buf, size_t cap, size_t *len, const char *name, const char *type,
+                       const char *help, const char *value) {
+  int n =
+      snprintf(buf + *len, cap - *len,
+               "# HELP allocshim_%s %s\n# TYPE allocshim_%s %s\nallocshim_%s{backend=\"%s\"} %s\n",
+               name, help, name, type, name, alloc_backend(), value);
+  if (n > 0)
+    *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+static void put_bytes(char *buf, size_t cap, size_t *len, const char *name, const char *type,
+                      const char *help, size_t v) {
+  if (v == ALLOC_STAT_UNKNOWN)
+    return; /* left out: an absent series says "unknown", a 0 would be believed */
+  char num[24];
+  snprintf(num, sizeof num, "%zu", v);
+  put_metric(buf, cap, len, name, type, help, num);
+}
+
+/* The text exposition format, version 0.0.4: what `promtool check metrics` accepts
+ * without a lint warning (base units, _total only on the counter). */
+static size_t format_prometheus(char *buf, size_t cap) {
+  alloc_stats_t s;
+  be_stats(&s); /* first: it advances jemalloc's epoch, which be_returned_bytes reads */
+  size_t returned = be_returned_bytes();
+  size_t len = 0;
+  buf[0] = '\0';
+  put_bytes(buf, cap, &len, "allocated_bytes", "gauge", "Bytes in live blocks the program owns.",
+            s.allocated);
+  put_bytes(buf, cap, &len, "active_bytes", "gauge",
+            "Bytes in active pages: holding live blocks (jemalloc), committed (mimalloc).",
+            s.active);
+  put_bytes(buf, cap, &len, "resident_bytes", "gauge",
+            "Resident bytes: the allocator's (jemalloc), the whole process's (mimalloc).",
+            s.resident);
+  put_bytes(buf, cap, &len, "mapped_bytes", "gauge",
+            "Bytes mapped from the system and in use by the allocator.", s.mapped);
+  put_bytes(buf, cap, &len, "retained_bytes", "gauge", "Bytes mapped but unused, kept for reuse.",
+            s.retained);
+  put_bytes(buf, cap, &len, "returned_bytes_total", "counter",
+            "Bytes given back to the operating system since the process started.", returned);
+  if (s.allocated != ALLOC_STAT_UNKNOWN && s.active != ALLOC_STAT_UNKNOWN && s.allocated > 0) {
+    /* In integers: "%f" follows the program's LC_NUMERIC, and "1,25" is no sample. */
+    uint64_t num = s.active, den = s.allocated;
+    while (den > UINT64_MAX / 1000000)
+      num >>= 1, den >>= 1;
+    char ratio[48];
+    snprintf(ratio, sizeof ratio, "%" PRIu64 ".%06" PRIu64, num / den, num % den * 1000000 / den);
+    put_metric(buf, cap, &len, "fragmentation_ratio", "gauge",
+               "Active bytes over allocated bytes; 1 is no fragmentation.", ratio);
+  }
+  return len;
+}
+
 int alloc_stats_print(FILE *f, int format) {
-  if (f == NULL || (format != ALLOC_FORMAT_TEXT && format != ALLOC_FORMAT_JSON)) {
+  if (f == NULL || (format != ALLOC_FORMAT_TEXT && format != ALLOC_FORMAT_JSON &&
+                    format != ALLOC_FORMAT_PROMETHEUS)) {
     errno = EINVAL;
     return ALLOC_EINVAL;
   }
-  char line[512];
-  format_stats(line, sizeof line, format == ALLOC_FORMAT_JSON);
-  fputs(line, f);
+  /* On the stack, not malloc'd: the caller may be inside the allocator's own report. */
+  char text[2048];
+  if (format == ALLOC_FORMAT_PROMETHEUS)
+    format_prometheus(text, sizeof text);
+  else
+    format_stats(text, sizeof text, format == ALLOC_FORMAT_JSON);
+  fputs(text, f);
   return fflush(f) == 0 && !ferror(f) ? ALLOC_OK : (errno = EIO, ALLOC_EIO);
 }
 

@@ -41,12 +41,27 @@ static void test_null(void **state) {
   assert_int_equal(errno, EINVAL);
 }
 
+/* One sample's value from the Prometheus output, or -1 when the family is absent. */
+static double prometheus_value(const char *name) {
+  char out[4096], want[128];
+  FILE *f = tmpfile();
+  assert_int_equal(alloc_stats_print(f, ALLOC_FORMAT_PROMETHEUS), ALLOC_OK);
+  rewind(f);
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  snprintf(want, sizeof want, "\n%s{backend=\"%s\"} ", name, EXPECTED_BACKEND);
+  const char *at = strstr(out, want);
+  return at == NULL ? -1 : strtod(at + strlen(want), NULL);
+}
+
 /* 64 MiB allocated and touched shows; freed and purged, it goes away again. */
 static void test_stats_follow_memory(void **state) {
   (void)state;
   alloc_stats_t before, during, after;
   trim();
   assert_int_equal(alloc_stats(&before), ALLOC_OK);
+  double returned = prometheus_value("allocshim_returned_bytes_total");
   static void *blocks[BLOCKS];
   for (int i = 0; i < BLOCKS; i++) {
     blocks[i] = malloc(MIB);
@@ -70,10 +85,14 @@ static void test_stats_follow_memory(void **state) {
   if (is_jemalloc()) {
     assert_true(after.allocated < before.allocated + MIB);
     assert_true(after.resident < during.resident - (BLOCKS - 8) * MIB);
+    assert_true(returned >= 0);
+    assert_true(prometheus_value("allocshim_returned_bytes_total") >=
+                returned + (BLOCKS - 8) * MIB);
   } else {
     /* mimalloc 2.0.9 keeps one 32 MiB segment of a thread's after a collect. */
     assert_true(after.active < during.active - 24 * MIB);
     assert_true(after.resident < during.resident - 24 * MIB);
+    assert_true(returned == -1); /* mimalloc cannot tell: absent, not 0 */
   }
 }
 
@@ -158,16 +177,74 @@ static void test_stats_print(void **state) {
   fclose(ro);
 }
 
+/* Prometheus's text format, read back line by line as promtool would: every sample
+ * follows its own HELP and TYPE, carries the backend label and a number; the figures
+ * this backend cannot tell are absent. */
+static void test_stats_print_prometheus(void **state) {
+  (void)state;
+  char out[4096];
+  FILE *f = tmpfile();
+  assert_int_equal(alloc_stats_print(f, ALLOC_FORMAT_PROMETHEUS), ALLOC_OK);
+  rewind(f);
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  static const char *const all[] = {"allocated_bytes",    "active_bytes",   "resident_bytes",
+                                    "mapped_bytes",       "retained_bytes", "returned_bytes_total",
+                                    "fragmentation_ratio"};
+  char label[64];
+  snprintf(label, sizeof label, "{backend=\"%s\"} ", EXPECTED_BACKEND);
+  int seen = 0;
+  double ratio = 0;
+  char name[64] = "";
+  char *line = out;
+  for (int stage = 0; *line != '\0'; stage = (stage + 1) % 3) {
+    char *end = strchr(line, '\n');
+    assert_non_null(end); /* every line ends */
+    *end = '\0';
+    assert_int_equal(strncmp(line, "allocshim_", 10) == 0 || line[0] == '#', 1);
+    if (stage == 0) {
+      assert_int_equal(sscanf(line, "# HELP allocshim_%63s ", name), 1);
+      assert_true(strlen(line) > strlen(name) + 18); /* a text follows the name */
+    } else if (stage == 1) {
+      char type[16], want[128];
+      assert_int_equal(sscanf(line, "# TYPE %63s %15s", want, type), 2);
+      assert_string_equal(want + 10, name); /* the family HELP named */
+      assert_string_equal(type, strstr(name, "_total") ? "counter" : "gauge");
+    } else {
+      char *sample = line + 10 + strlen(name);
+      assert_int_equal(strncmp(line + 10, name, strlen(name)), 0);
+      assert_int_equal(strncmp(sample, label, strlen(label)), 0);
+      char *num = sample + strlen(label), *rest;
+      double v = strtod(num, &rest);
+      assert_true(rest != num && *rest == '\0' && v >= 0);
+      if (strcmp(name, "active_bytes") == 0 || strcmp(name, "resident_bytes") == 0)
+        assert_true(v > 0);
+      if (strcmp(name, "fragmentation_ratio") == 0)
+        ratio = v;
+      for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (strcmp(name, all[i]) == 0)
+          seen |= 1 << i;
+    }
+    line = end + 1;
+  }
+  /* jemalloc knows every figure, active >= allocated; mimalloc only active and resident. */
+  assert_int_equal(seen, is_jemalloc() ? 0x7f : 0x06);
+  if (is_jemalloc())
+    assert_true(ratio >= 1.0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_null),
-      cmocka_unit_test(test_stats_follow_memory),
+    cmocka_unit_test(test_null),
+    cmocka_unit_test(test_stats_follow_memory),
 #if ALLOCSHIM_GLIBC
-      cmocka_unit_test(test_mallinfo2_agrees),
-      cmocka_unit_test(test_mallinfo_clamped),
-      cmocka_unit_test(test_malloc_stats_and_info),
+    cmocka_unit_test(test_mallinfo2_agrees),
+    cmocka_unit_test(test_mallinfo_clamped),
+    cmocka_unit_test(test_malloc_stats_and_info),
 #endif
-      cmocka_unit_test(test_stats_print),
+    cmocka_unit_test(test_stats_print),
+    cmocka_unit_test(test_stats_print_prometheus),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
