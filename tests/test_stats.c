@@ -44,12 +44,7 @@ static void test_null(void **state) {
 /* One sample's value from the Prometheus output, or -1 when the family is absent. */
 static double prometheus_value(const char *name) {
   char out[4096], want[128];
-  FILE *f = tmpfile();
-  assert_int_equal(alloc_stats_print(f, ALLOC_FORMAT_PROMETHEUS), ALLOC_OK);
-  rewind(f);
-  size_t n = fread(out, 1, sizeof out - 1, f);
-  out[n] = '\0';
-  fclose(f);
+  assert_int_equal(stats_printed(ALLOC_FORMAT_PROMETHEUS, out, sizeof out), ALLOC_OK);
   snprintf(want, sizeof want, "\n%s{backend=\"%s\"} ", name, EXPECTED_BACKEND);
   const char *at = strstr(out, want);
   return at == NULL ? -1 : strtod(at + strlen(want), NULL);
@@ -183,12 +178,7 @@ static void test_stats_print(void **state) {
 static void test_stats_print_prometheus(void **state) {
   (void)state;
   char out[4096];
-  FILE *f = tmpfile();
-  assert_int_equal(alloc_stats_print(f, ALLOC_FORMAT_PROMETHEUS), ALLOC_OK);
-  rewind(f);
-  size_t n = fread(out, 1, sizeof out - 1, f);
-  out[n] = '\0';
-  fclose(f);
+  assert_int_equal(stats_printed(ALLOC_FORMAT_PROMETHEUS, out, sizeof out), ALLOC_OK);
   static const char *const all[] = {"allocated_bytes",    "active_bytes",   "resident_bytes",
                                     "mapped_bytes",       "retained_bytes", "returned_bytes_total",
                                     "fragmentation_ratio"};

@@ -111,4 +111,20 @@ static inline int count_of(const char *hay, const char *needle) {
   return n;
 }
 
+/* alloc_stats_print()'s output in `format`, NUL-terminated in out; its status, or -1
+ * when no temporary file could be made. */
+#ifdef ALLOCSHIM_H
+static inline int stats_printed(int format, char *out, size_t size) {
+  FILE *f = tmpfile();
+  if (f == NULL)
+    return -1;
+  int status = alloc_stats_print(f, format);
+  rewind(f);
+  size_t n = fread(out, 1, size - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  return status;
+}
+#endif
+
 #endif /* ALLOCSHIM_TEST_UTIL_H */
