@@ -1,0 +1,67 @@
+/* allocshim-pprof: writes a jemalloc heap_v2 profile as a gzipped pprof profile.proto
+ * (tools/pprof_convert.c), for allocshim-prof --pprof; installed in libexec/allocshim. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "pprof_convert.h"
+
+static int usage(FILE *f) {
+  fputs("usage: allocshim-pprof PROFILE.heap OUT.pb.gz\n"
+        "  Converts a jemalloc heap_v2 profile (alloc_profile_dump, ALLOCSHIM_PROF_*) into\n"
+        "  pprof's gzipped protobuf format; the allocator's own frames are left out.\n",
+        f);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+    return usage(stdout), 0;
+  if (argc != 3)
+    return usage(stderr);
+  const char *in_path = argv[1], *out_path = argv[2];
+  FILE *in = fopen(in_path, "r");
+  if (!in) {
+    fprintf(stderr, "allocshim-pprof: %s: %s\n", in_path, strerror(errno));
+    return 1;
+  }
+  /* The output is written to a temporary name beside it and renamed at the end, so a
+   * failed conversion never leaves a half profile under the name asked for. */
+  char tmp[4096];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= sizeof tmp) {
+    fprintf(stderr, "allocshim-pprof: %s: name too long\n", out_path);
+    fclose(in);
+    return 1;
+  }
+  gzFile out = gzopen(tmp, "wb9");
+  if (!out) {
+    fprintf(stderr, "allocshim-pprof: %s: %s\n", tmp, strerror(errno ? errno : ENOMEM));
+    fclose(in);
+    return 1;
+  }
+  char err[512];
+  struct pprof_convert_opts opts = {.drop_mapping = "liballocshim", .read_build_ids = 1};
+  int rc = pprof_convert(in, out, &opts, err, sizeof err);
+  fclose(in);
+  int zrc = gzclose(out);
+  if (rc != 0) {
+    fprintf(stderr, "allocshim-pprof: %s: %s\n", in_path, err);
+    unlink(tmp);
+    return 1;
+  }
+  if (zrc != Z_OK) {
+    fprintf(stderr, "allocshim-pprof: %s: writing failed (zlib error %d%s%s)\n", out_path, zrc,
+            zrc == Z_ERRNO ? ": " : "", zrc == Z_ERRNO ? strerror(errno) : "");
+    unlink(tmp);
+    return 1;
+  }
+  if (rename(tmp, out_path) != 0) {
+    fprintf(stderr, "allocshim-pprof: %s: %s\n", out_path, strerror(errno));
+    unlink(tmp);
+    return 1;
+  }
+  return 0;
+}
