@@ -357,8 +357,10 @@ static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts
   }
 
   /* The string table starts with "", as profile.proto requires. */
-  const char *names[][2] = {{"inuse_objects", "count"}, {"inuse_space", "bytes"},
-                            {"alloc_objects", "count"}, {"alloc_space", "bytes"}};
+  const char *names[][2] = {{"inuse_objects", "count"},
+                            {"inuse_space", "bytes"},
+                            {"alloc_objects", "count"},
+                            {"alloc_space", "bytes"}};
   if (intern(c, "") < 0)
     goto out;
   for (size_t i = 0; i < n_values; i++) {
@@ -544,7 +546,8 @@ static int full_pread(int fd, void *buf, size_t n, uint64_t off) {
   return 0;
 }
 
-static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *hex, size_t hexlen) {
+static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *hex,
+                          size_t hexlen) {
   size_t pos = 0;
   while (n - pos >= 12) {
     uint32_t namesz, descsz, type;
@@ -558,8 +561,8 @@ static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *
     desc_end -= desc_end % align;
     if (name_end > n - pos || desc_end > n - pos - name_end)
       return -1;
-    if (type == NT_GNU_BUILD_ID && namesz == 4 && memcmp(p + pos, "GNU", 4) == 0 &&
-        descsz > 0 && descsz <= 64 && hexlen >= 2 * (size_t)descsz + 1) {
+    if (type == NT_GNU_BUILD_ID && namesz == 4 && memcmp(p + pos, "GNU", 4) == 0 && descsz > 0 &&
+        descsz <= 64 && hexlen >= 2 * (size_t)descsz + 1) {
       for (uint32_t i = 0; i < descsz; i++)
         snprintf(hex + 2 * i, 3, "%02x", p[pos + name_end + i]);
       return 0;
