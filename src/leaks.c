@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -148,29 +149,65 @@ static bool put_frames(int fd, const struct stack *s, int i) {
   return put(fd, "\n", 1);
 }
 
+/* The process's thread count, from /proc without stdio (no allocation); 0 if unknown. */
+static long thread_count(void) {
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0)
+    close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  const char *at = strstr(buf, "\nThreads:");
+  return at ? strtol(at + 9, NULL, 10) : 0;
+}
+
+/* A gate that could not look fails closed: a CI run must not pass on a check that
+ * never happened. */
+static void cannot_check(const char *why) {
+  allocshim_say("leak check: %s; nothing checked, exit status %d", why, LEAKS_EXIT_STATUS);
+  fflush(NULL);
+  _exit(LEAKS_EXIT_STATUS);
+}
+
 static void check_at_exit(void) {
   if (getpid() != starter)
     return;
   /* glibc's caches go back first, so that only the program's blocks are left. stdio
    * is flushed by it too (and after it, unbuffered), so nothing the program printed is
-   * lost if this check ends the process. */
-  if (__libc_freeres != NULL)
+   * lost if this check ends the process. Only with one thread: exit() stops no other,
+   * and a thread still writing to stdout or reading the locale would be using what
+   * __libc_freeres frees. */
+  long threads = thread_count();
+  if (threads == 1 && __libc_freeres != NULL) {
     __libc_freeres();
+  } else {
+    fflush(NULL);
+    if (threads != 1)
+      allocshim_say("leak check: %ld threads still running at exit: glibc's caches stay, and "
+                    "what those threads hold counts as live",
+                    threads);
+  }
   int mem = profile_snapshot();
   struct stat st;
   if (mem < 0 || fstat(mem, &st) != 0 || st.st_size == 0) {
-    allocshim_say("leak check: no heap profile from the backend; nothing checked");
     if (mem >= 0)
       close(mem);
-    return;
+    cannot_check("no heap profile from the backend");
   }
   const char *text = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, mem, 0);
   close(mem);
-  if (text == MAP_FAILED) {
-    allocshim_say("leak check: cannot read the heap profile; nothing checked");
-    return;
-  }
+  if (text == MAP_FAILED)
+    cannot_check("cannot read the heap profile");
   const char *end = text + st.st_size;
+  /* Every allocation sampled, or a block can leak unseen: MALLOC_CONF has the last
+   * word over lg_prof_sample, and the program may have paused profiling. */
+  if (st.st_size < 10 || strncmp(text, "heap_v2/1\n", 10) != 0) {
+    munmap((void *)text, (size_t)st.st_size);
+    cannot_check("the profile does not sample every allocation (lg_prof_sample:0; is "
+                 "MALLOC_CONF overriding it?)");
+  }
   /* The profile again, with the runtime's stacks left out: what jeprof reads. */
   int kept = memfd_create("allocshim-leaks", MFD_CLOEXEC);
   bool kept_ok = kept >= 0;

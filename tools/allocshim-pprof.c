@@ -3,7 +3,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -29,15 +31,28 @@ int main(int argc, char **argv) {
     return 1;
   }
   /* The output is written to a temporary name beside it and renamed at the end, so a
-   * failed conversion never leaves a half profile under the name asked for. */
+   * failed conversion never leaves a half profile under the name asked for. mkstemp
+   * makes that name new (O_EXCL): a symlink planted at a guessed name in a shared
+   * directory is refused, never followed. */
   char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= sizeof tmp) {
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out_path) >= sizeof tmp) {
     fprintf(stderr, "allocshim-pprof: %s: name too long\n", out_path);
     fclose(in);
     return 1;
   }
-  gzFile out = gzopen(tmp, "wb9");
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    fprintf(stderr, "allocshim-pprof: %s: %s\n", tmp, strerror(errno));
+    fclose(in);
+    return 1;
+  }
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0644 & ~mask); /* as a file the user made; mkstemp's 0600 otherwise */
+  gzFile out = gzdopen(fd, "wb9");
   if (!out) {
+    close(fd);
+    unlink(tmp);
     fprintf(stderr, "allocshim-pprof: %s: %s\n", tmp, strerror(errno ? errno : ENOMEM));
     fclose(in);
     return 1;

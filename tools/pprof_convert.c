@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "profile.pb-c.h"
@@ -573,9 +574,16 @@ static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *
 }
 
 int pprof_build_id(const char *path, char *hex, size_t hexlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* The path comes from the dump, which anyone may have written: a FIFO must not hang
+   * the tool, nor a device be opened for its side effects. Regular files only. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)
     return -1;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return -1;
+  }
   int rc = -1;
   Ehdr eh;
   static const union {

@@ -134,7 +134,8 @@ static void send_all(int fd, const char *p, size_t n) {
 /* The metrics port: one HTTP request per connection, answered, then closed. The
  * request is read to its blank line, since closing with unread bytes makes the kernel
  * reset the connection, which can destroy the response before the client reads it. A
- * client that sends nothing holds the (single-threaded) server up for 2 s at most. */
+ * client that sends nothing holds the (single-threaded) server up for 2 s; one that
+ * trickles bytes, 2 s per read: an example, not a server to face the internet with. */
 static void serve_metrics(int srv) {
   int c = accept4(srv, NULL, NULL, SOCK_CLOEXEC);
   if (c < 0)

@@ -1,5 +1,7 @@
-/* The leak gate's two programs in one: `leak` keeps a block from one named function,
- * `clean STATUS` frees all it allocates (printf's buffer included) and exits STATUS. */
+/* The leak gate's programs in one: `leak` keeps a block from one named function,
+ * `clean STATUS` frees all it allocates (printf's buffer included) and exits STATUS,
+ * `thread` returns from main while another thread is still writing to stdout. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,24 @@ __attribute__((noinline)) static size_t tidy_work(void) {
   return total;
 }
 
+/* Writes to stdout for as long as the process lives: exit() stops no thread. */
+static void *chatter(void *arg) {
+  (void)arg;
+  for (;;) {
+    printf("leak_gate: thread still writing\n");
+    fflush(stdout);
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "thread") == 0) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, chatter, NULL) != 0)
+      return 1;
+    printf("leak_gate: main returns\n");
+    return 0;
+  }
   if (argc >= 2 && strcmp(argv[1], "leak") == 0) {
     char *kept = leaky_cache_fill(4000);
     if (kept == NULL)
@@ -40,6 +59,6 @@ int main(int argc, char **argv) {
     printf("leak_gate: clean, %zu bytes worked through\n", tidy_work());
     return atoi(argv[2]);
   }
-  fprintf(stderr, "usage: %s leak | clean STATUS\n", argv[0]);
+  fprintf(stderr, "usage: %s leak | clean STATUS | thread\n", argv[0]);
   return 2;
 }

@@ -92,9 +92,29 @@ run 3 "ALLOCSHIM_PROF_LEAKS=1, clean program exiting 3" \
 lacks err 'leak' "ALLOCSHIM_PROF_LEAKS=1, clean program"
 [ -z "$(ls -A "$tmp/prof")" ] || bad "a clean program left a profile: $(ls -A "$tmp/prof")"
 
-# 4. The private directory is the launcher's own: --prof-dir cannot go with --leaks.
+# 4. The private directory is the launcher's own: no other dump may land in it (it
+# would be read as leaks, then deleted with the directory).
 run 2 "--leaks with --prof-dir" "$tool" --lib "$lib" --leaks --prof-dir "$tmp/prof" -- "$prog" clean 0
 has err 'cannot go with it' "--leaks with --prof-dir"
+run 2 "--leaks with --prof-at-exit" "$tool" --lib "$lib" --leaks --prof-at-exit -- "$prog" clean 0
+has err 'cannot go with it' "--leaks with --prof-at-exit"
+run 2 "--leaks with ALLOCSHIM_PROF_SIGNAL" env ALLOCSHIM_PROF_SIGNAL=USR2 "$tool" --lib "$lib" --leaks -- "$prog" clean 0
+has err 'cannot go with it' "--leaks with ALLOCSHIM_PROF_SIGNAL"
+
+# A gate that did not look fails: MALLOC_CONF sampling less than every allocation.
+run 23 "ALLOCSHIM_PROF_LEAKS=1 with MALLOC_CONF=lg_prof_sample:19" \
+  env LD_PRELOAD="$lib" ALLOCSHIM_PROF_LEAKS=1 MALLOC_CONF=lg_prof_sample:19 "$prog" clean 0
+has err 'does not sample every allocation.*nothing checked, exit status 23$' "a sampled profile is refused"
+
+# Another thread still writing at exit: glibc's caches stay (freeing them under it would
+# corrupt the heap), the gate says why, and the process is not killed by a signal.
+for i in 1 2 3; do
+  rc=0
+  env LD_PRELOAD="$lib" ALLOCSHIM_PROF_LEAKS=1 "$prog" thread >"$tmp/out" 2>"$tmp/err" || rc=$?
+  [ $rc -eq 0 ] || [ $rc -eq 23 ] || bad "thread still running at exit: status $rc"
+  has err 'threads still running at exit' "thread still running at exit"
+  has out '^leak_gate: main returns$' "thread still running at exit: main's output"
+done
 
 # 5. Linked with liballocshim.a (the shim's frames are the program's: none skipped, the
 # leaking function still in the stacks jeprof names); and as a setgid copy run by

@@ -99,6 +99,14 @@ malformed)
   # The whole dump still converts (the cuts above were the only fault).
   "$conv" "$heap" "$tmp/out.pb.gz" || fail "the whole dump did not convert"
   [ "$(head -c 2 "$tmp/out.pb.gz" | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "not gzip"
+  # A dump naming a FIFO as a mapped file (anyone can write a dump): the build ID
+  # reader must not open it and wait for a writer forever.
+  mkfifo "$tmp/fifo"
+  awk -v f="$tmp/fifo" '/^MAPPED_LIBRARIES:/ {print; m = 1; next}
+    m && $2 ~ /x/ && !done {$6 = f; done = 1} {print}' "$heap" >"$tmp/fifo.dump"
+  grep -q "$tmp/fifo" "$tmp/fifo.dump" || fail "no mapping to point at the FIFO"
+  rm -f "$tmp/out.pb.gz"
+  timeout 20 "$conv" "$tmp/fifo.dump" "$tmp/out.pb.gz" || fail "a FIFO named in the dump: exit $? (124: it hung)"
   echo "pprof: ok: every malformed input refused with a message"
   ;;
 *) echo "usage: pprof.sh go|malformed ..." >&2; exit 2 ;;
