@@ -82,7 +82,11 @@ ALLOC_API const char *alloc_backend_version(void);
 ALLOC_API int alloc_profile_supported(void);
 
 /* Write a heap profile that `jeprof` reads to `path`, atomically: the file appears
- * complete (and synced) or not at all. NULL picks "<dir>/allocshim.<pid>.<seq>.heap",
+ * complete (and synced) or not at all. A `path` ending in ".pb.gz" gets pprof's gzipped
+ * profile.proto instead (inuse_objects/inuse_space, for go tool pprof), made by the
+ * converter the library loads from "allocshim/liballocshim-pprof.so" beside itself on
+ * the first such dump. NULL picks "<dir>/allocshim.<pid>.<seq>.heap" (".pb.gz" under
+ * ALLOCSHIM_PROF_FORMAT=pprof),
  * <dir> being ALLOCSHIM_PROF_DIR (a relative one is taken from the directory the
  * program started in; created 0700 if missing) or the current directory; a default
  * name that exists already (an earlier run with the same pid) is never replaced, the
@@ -109,8 +113,11 @@ ALLOC_API int alloc_profile_supported(void);
  *                               left to kill the process)
  *                  ENAMETOOLONG the final name is longer than NAME_MAX
  *                  ENOENT, ENOTDIR, EACCES, ENOSPC, EIO, ...: from the OS
- *   ALLOC_ENOTSUP  the mimalloc backend (ENOTSUP; said once on stderr); no file is
- *                  touched.
+ *   ALLOC_ENOTSUP  the mimalloc backend (ENOTSUP; said once on stderr); or a pprof
+ *                  dump without its converter installed, or one that cannot load
+ *                  (ENOTSUP; said on stderr). No file is touched.
+ * A converter found where another user could have put it (a file or directory they
+ * own or can write) is never loaded: ALLOC_EIO with EPERM, said on stderr.
  * Not async-signal-safe: it allocates, takes the allocator's locks and does file I/O,
  * so calling it from a signal handler can deadlock. For a dump on a signal, start the
  * program with ALLOCSHIM_PROF_SIGNAL, whose handler only wakes a thread that dumps. */

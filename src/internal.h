@@ -35,6 +35,19 @@ int profile_snapshot(void);
  * ALLOCSHIM_PROF_DIR or the current directory, trusted as every dump's: 0 with the
  * file's path in `written`, or -1 (an untrusted directory said on stderr). */
 int profile_write_memfd(int mem, char *written, size_t cap);
+/* Opens the absolute directory `dir`, checking every step: it and every directory
+ * above it must be owned by root or the euid and not writable by group or others
+ * unless sticky; with `create`, missing ones are made 0700 (mkdir -p). An O_PATH
+ * descriptor, or -1 with errno; an untrusted directory gives EPERM, and `why` says
+ * "refusing <doing> <dir>: <which one> is <why>". */
+int trusted_dir_open(const char *dir, bool create, const char *doing, char *why, size_t cap);
+/* Whether a pprof dump can be made: ALLOC_OK once the converter plugin is loaded
+ * (src/pprof.c), else ALLOC_ENOTSUP (not installed, or cannot load) or ALLOC_EIO with
+ * errno EPERM (found in an untrusted place), with `why` saying which. */
+int pprof_ready(char *why, size_t cap);
+/* The jemalloc profile in memfd `heap` as a gzipped pprof profile in a new memfd
+ * (close-on-exec), by the plugin pprof_ready() loaded; -1 with errno and `why`. */
+int pprof_from_heap(int heap, char *why, size_t cap);
 /* ALLOCSHIM_PROF_LEAKS=1 on a backend that profiles: the check at exit (src/leaks.c). */
 void leaks_start(void);
 /* The exit status of a process whose check found blocks still live. */

@@ -27,14 +27,25 @@
  * move the profiles), or "" for the current directory at the time of each dump. */
 static char prof_dir[PATH_MAX];
 static atomic_uint dump_seq;
+/* ALLOCSHIM_PROF_FORMAT=pprof: dumps under a default name are pprof's, not jeprof's. */
+static bool prof_pprof;
+#define PPROF_SUFFIX ".pb.gz"
 
-/* Room for "/allocshim.<pid>.<seq>.heap" after the directory. */
+/* How trusted_dir_open's refusals read for a dump. */
+#define WRITING "to write a heap profile in"
+
+/* Room for "/allocshim.<pid>.<seq>.pb.gz" after the directory. */
 #define DEFAULT_NAME_ROOM 64
 /* How many names a dump tries before it gives up: temporary names that exist already,
  * and default names taken by earlier runs (a pid-1 server restarting reuses its pid). */
 #define NAME_TRIES 1000
 /* Symlinks followed while walking to the profile directory, as the kernel's own limit. */
 #define MAX_HOPS 40
+
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), t = strlen(tail);
+  return n >= t && strcmp(s + n - t, tail) == 0;
+}
 
 static int fail(int status, int err) {
   errno = err;
@@ -93,10 +104,7 @@ static void shown_pop(char *shown) {
     slash[slash == shown] = '\0';
 }
 
-/* Opens the absolute directory `dir`, checking every step; with `create`, makes the
- * missing ones 0700 (mkdir -p). Returns an O_PATH descriptor, or -1 with errno; a
- * directory that is not trusted gives EPERM, and `why` says which one and why. */
-static int open_trusted_dir(const char *dir, bool create, char *why, size_t cap) {
+int trusted_dir_open(const char *dir, bool create, const char *doing, char *why, size_t cap) {
   char todo[PATH_MAX], link[PATH_MAX], shown[PATH_MAX] = "/", reason[96];
   const int flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   struct stat st;
@@ -181,7 +189,7 @@ static int open_trusted_dir(const char *dir, bool create, char *why, size_t cap)
   close(cur);
   if (bad == NULL)
     return fail(-1, err);
-  snprintf(why, cap, "refusing to write a heap profile in %s: %s is %s", dir, shown, bad);
+  snprintf(why, cap, "refusing %s %s: %s is %s", doing, dir, shown, bad);
   return fail(-1, EPERM);
 }
 
@@ -264,6 +272,29 @@ static int profile_in_memory(off_t *size) {
   return fail(-1, err);
 }
 
+/* A fresh profile in pprof's format, in a memfd: the descriptor, or -1 with errno (and
+ * `why`, when the converter failed). */
+static int pprof_in_memory(char *why, size_t cap) {
+  off_t size;
+  int heap = profile_in_memory(&size);
+  if (heap < 0)
+    return -1;
+  int out = pprof_from_heap(heap, why, cap);
+  int err = errno;
+  close(heap);
+  if (out < 0)
+    return fail(-1, err);
+  struct stat st;
+  if (fstat(out, &st) != 0)
+    err = errno;
+  else if (!over_file_limit(st.st_size))
+    return out;
+  else
+    err = EFBIG;
+  close(out);
+  return fail(-1, err);
+}
+
 /* What an explicit path may replace: nothing (1), or a regular file of ours (0).
  * Anything else stays as it is: -1, with errno saying what is there. */
 static int replaceable(int dir, const char *name) {
@@ -279,6 +310,12 @@ static int replaceable(int dir, const char *name) {
   if (st.st_uid != geteuid())
     return fail(-1, EPERM);
   return 0;
+}
+
+/* "allocshim.<pid>.<seq>.heap", or ".pb.gz" for a profile in pprof's format. */
+static void make_default_name(char *name, size_t cap, bool pprof) {
+  snprintf(name, cap, "allocshim.%ld.%u%s", (long)getpid(), atomic_fetch_add(&dump_seq, 1),
+           pprof ? PPROF_SUFFIX : ".heap");
 }
 
 /* rename() that never replaces: -1 with EEXIST when `name` is taken. */
@@ -309,7 +346,7 @@ static int put_in_place(int dir, const char *tmp, char *name, size_t cap, bool d
       return 0;
     if (errno != EEXIST)
       return -1;
-    snprintf(name, cap, "allocshim.%ld.%u.heap", (long)getpid(), atomic_fetch_add(&dump_seq, 1));
+    make_default_name(name, cap, ends_with(name, PPROF_SUFFIX));
   }
   return fail(-1, EEXIST);
 }
@@ -363,12 +400,12 @@ static int write_profile(int dir, char *name, size_t cap, bool default_name, int
 
 /* Splits `path` into an absolute directory and a final name; NULL is the default name
  * in ALLOCSHIM_PROF_DIR or the current directory. -1 with errno when it cannot be. */
-static int locate(const char *path, char *dir, size_t dir_cap, char *name, size_t name_cap) {
+static int locate(const char *path, bool pprof, char *dir, size_t dir_cap, char *name,
+                  size_t name_cap) {
   const char *slash = path ? strrchr(path, '/') : NULL;
   const char *base = slash ? slash + 1 : path;
   if (path == NULL) {
-    snprintf(name, name_cap, "allocshim.%ld.%u.heap", (long)getpid(),
-             atomic_fetch_add(&dump_seq, 1));
+    make_default_name(name, name_cap, pprof);
     if (prof_dir[0] != '\0')
       return snprintf(dir, dir_cap, "%s", prof_dir) < (int)dir_cap ? 0 : fail(-1, ENAMETOOLONG);
   } else {
@@ -397,9 +434,9 @@ static int locate(const char *path, char *dir, size_t dir_cap, char *name, size_
  * directory). */
 int profile_create_new(const char *path) {
   char dir[PATH_MAX], name[NAME_MAX + 1], why[1024];
-  if (locate(path, dir, sizeof dir, name, sizeof name) != 0)
+  if (locate(path, false, dir, sizeof dir, name, sizeof name) != 0)
     return -1;
-  int dfd = open_trusted_dir(dir, false, why, sizeof why);
+  int dfd = trusted_dir_open(dir, false, WRITING, why, sizeof why);
   if (dfd < 0) {
     if (errno == EPERM)
       allocshim_say("%s", why);
@@ -428,11 +465,17 @@ static int dump_profile_from(const char *path, char *why, size_t cap, int mem, c
     return fail(ALLOC_EINVAL, ENAMETOOLONG);
   if (status != ALLOC_OK)
     return fail(status, ENOENT);
+  /* pprof's format by the name's ending, or for a default name by ALLOCSHIM_PROF_FORMAT;
+   * a given memfd (the leak check's) holds jeprof's. The converter is found before any
+   * file is touched: without it there is nothing to write. */
+  bool pprof = path != NULL ? ends_with(path, PPROF_SUFFIX) : mem < 0 && prof_pprof;
+  if (pprof && (status = pprof_ready(why, cap)) != ALLOC_OK)
+    return status;
 
   char dir[PATH_MAX], name[NAME_MAX + 1];
-  if (locate(path, dir, sizeof dir, name, sizeof name) != 0)
+  if (locate(path, pprof, dir, sizeof dir, name, sizeof name) != 0)
     return fail(ALLOC_EIO, errno);
-  int dfd = open_trusted_dir(dir, path == NULL && prof_dir[0] != '\0', why, cap);
+  int dfd = trusted_dir_open(dir, path == NULL && prof_dir[0] != '\0', WRITING, why, cap);
   if (dfd < 0)
     return fail(ALLOC_EIO, errno);
   if (path != NULL && replaceable(dfd, name) < 0) { /* before the work; again at the end */
@@ -447,8 +490,11 @@ static int dump_profile_from(const char *path, char *why, size_t cap, int mem, c
   sigaddset(&xfsz, SIGXFSZ);
   pthread_sigmask(SIG_BLOCK, &xfsz, &old);
   sigpending(&before);
-  int rc = write_profile(dfd, name, sizeof name, path == NULL, mem);
+  int given = pprof ? pprof_in_memory(why, cap) : mem;
+  int rc = given < 0 && pprof ? -1 : write_profile(dfd, name, sizeof name, path == NULL, given);
   int err = errno;
+  if (pprof && given >= 0)
+    close(given);
   sigset_t now;
   if (!sigismember(&before, SIGXFSZ) && sigpending(&now) == 0 && sigismember(&now, SIGXFSZ))
     sigtimedwait(&xfsz, NULL, &(struct timespec){0, 0});
@@ -765,8 +811,9 @@ static bool said_no(const char *v) {
 void profile_start(void) {
   const char *prof = allocshim_env("PROF"), *sig = allocshim_env("PROF_SIGNAL");
   const char *dir = allocshim_env("PROF_DIR"), *sample = allocshim_env("PROF_SAMPLE");
+  const char *format = allocshim_env("PROF_FORMAT");
   bool at_exit = allocshim_env_flag("PROF_AT_EXIT"), leaks = allocshim_env_flag("PROF_LEAKS");
-  bool others = sig != NULL || dir != NULL || sample != NULL || at_exit || leaks;
+  bool others = sig != NULL || dir != NULL || sample != NULL || format != NULL || at_exit || leaks;
   if (prof == NULL && !others)
     return;
   int signo = sig ? chosen_signal(sig) : -1;
@@ -811,6 +858,12 @@ void profile_start(void) {
     allocshim_say("ALLOCSHIM_PROF_SAMPLE=%s refused: not a whole number of bytes from 1 to "
                   "%llu; jemalloc's default sampling is kept",
                   sample, (unsigned long long)PROF_SAMPLE_MAX);
+  if (format != NULL && strcmp(format, "pprof") == 0)
+    prof_pprof = true;
+  else if (format != NULL && strcmp(format, "jeprof") != 0)
+    allocshim_say("ALLOCSHIM_PROF_FORMAT=%s refused: it is pprof or jeprof; profiles are "
+                  "written in jeprof's format",
+                  format);
   if (dir != NULL)
     set_prof_dir(dir);
   if (signo > 0)

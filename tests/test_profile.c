@@ -174,6 +174,22 @@ static void test_activate(void **state) {
   }
 }
 
+/* A pprof name gets the same answer as any other where there is nothing to dump (the
+ * mimalloc backend, profiling off), before any converter is looked for; no file. */
+static void test_pprof_name_without_profiling(void **state) {
+  (void)state;
+  if (expected == ALLOC_OK)
+    skip();
+  char dir[] = "/tmp/allocshim-test-pprof.XXXXXX", path[PATH_MAX];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/x.pb.gz", dir);
+  errno = 0;
+  assert_int_equal(alloc_profile_dump(path), expected);
+  assert_int_equal(errno, expected == ALLOC_ENOTSUP ? ENOTSUP : ENOENT);
+  assert_int_equal(access(path, F_OK), -1);
+  rmdir(dir);
+}
+
 /* Profiles in `dir`; a directory not made yet holds none. */
 static int count_heaps(const char *dir) {
   int n = count_entries(dir, ".heap");
@@ -671,6 +687,7 @@ int main(void) {
       cmocka_unit_test(test_signal_refused),
       cmocka_unit_test(test_sample_refused),
       cmocka_unit_test(test_activate),
+      cmocka_unit_test(test_pprof_name_without_profiling),
       cmocka_unit_test(test_signal_and_exit_dumps),
       cmocka_unit_test(test_failed_dumps_said_once),
       cmocka_unit_test(test_signal_in_forked_child),

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "pprof_convert.h"
+#include "pprof_drop.h"
 
 static int usage(FILE *f) {
   fputs("usage: allocshim-pprof PROFILE.heap OUT.pb.gz\n"
@@ -58,7 +59,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   char err[512];
-  struct pprof_convert_opts opts = {.drop_mapping = "liballocshim", .read_build_ids = 1};
+  struct pprof_convert_opts opts = {
+      .drop_mapping = "liballocshim", .drop_frames = PPROF_DROP_FRAMES, .read_build_ids = 1};
   int rc = pprof_convert(in, out, &opts, err, sizeof err);
   fclose(in);
   int zrc = gzclose(out);

@@ -21,6 +21,8 @@ typedef Perftools__Profiles__ValueType ValueType;
 typedef Perftools__Profiles__Sample Sample;
 typedef Perftools__Profiles__Mapping Mapping;
 typedef Perftools__Profiles__Location Location;
+typedef Perftools__Profiles__Function Function;
+typedef Perftools__Profiles__Line Line;
 
 /* One r-xp line of MAPPED_LIBRARIES. */
 struct map {
@@ -322,6 +324,77 @@ static void unbias(uint64_t period, uint64_t objs, uint64_t bytes, int64_t *o_ou
   *b_out = b >= 9.2e18 ? INT64_MAX : (int64_t)llround(b);
 }
 
+/* Function symbols of one ELF file (below), for naming frames. */
+struct symbols;
+static struct symbols *symbols_load(const char *path);
+static const char *symbols_name(const struct symbols *s, uint64_t file_offset);
+static void symbols_free(struct symbols *s);
+
+/* The Function and Line records name_frames() makes, freed with the profile. */
+struct named {
+  Function *funcs, **func_ptrs;
+  Line *lines, **line_ptrs;
+  size_t n_funcs;
+};
+
+/* Each location gets the name of the function around it from its file's symbol table.
+ * go tool pprof symbolizes from DWARF and keeps these names where it finds none: the
+ * allocator's own frames in a statically linked program (Debian's jemalloc has no
+ * debug information) are then named, and drop_frames can match them; a profile read
+ * without the binaries at hand still names functions. */
+static int name_frames(struct conv *c, Location *locs, struct named *nm) {
+  struct symbols **syms = calloc(c->n_maps + 1, sizeof *syms);
+  unsigned char *tried = calloc(c->n_maps + 1, 1);
+  nm->funcs = calloc(c->n_locs + 1, sizeof *nm->funcs);
+  nm->func_ptrs = calloc(c->n_locs + 1, sizeof *nm->func_ptrs);
+  nm->lines = calloc(c->n_locs + 1, sizeof *nm->lines);
+  nm->line_ptrs = calloc(c->n_locs + 1, sizeof *nm->line_ptrs);
+  int rc = -1;
+  if (!syms || !tried || !nm->funcs || !nm->func_ptrs || !nm->lines || !nm->line_ptrs) {
+    fail(c, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < c->n_locs; i++) {
+    Location *l = &locs[i];
+    if (l->mapping_id == 0)
+      continue;
+    size_t m = l->mapping_id - 1;
+    if (!tried[m]) {
+      tried[m] = 1;
+      syms[m] = symbols_load(c->maps[m].path);
+    }
+    const char *name =
+        syms[m] ? symbols_name(syms[m], l->address - c->maps[m].start + c->maps[m].offset) : NULL;
+    if (name == NULL)
+      continue;
+    int64_t s = intern(c, name);
+    if (s < 0)
+      goto out;
+    size_t f = 0;
+    while (f < nm->n_funcs && nm->funcs[f].name != s)
+      f++;
+    if (f == nm->n_funcs) {
+      nm->funcs[f] = (Function)PERFTOOLS__PROFILES__FUNCTION__INIT;
+      nm->funcs[f].id = f + 1;
+      nm->funcs[f].name = nm->funcs[f].system_name = s;
+      nm->func_ptrs[f] = &nm->funcs[f];
+      nm->n_funcs++;
+    }
+    nm->lines[i] = (Line)PERFTOOLS__PROFILES__LINE__INIT;
+    nm->lines[i].function_id = f + 1;
+    nm->line_ptrs[i] = &nm->lines[i];
+    l->n_line = 1;
+    l->line = &nm->line_ptrs[i];
+  }
+  rc = 0;
+out:
+  for (size_t m = 0; syms && m < c->n_maps; m++)
+    symbols_free(syms[m]);
+  free(syms);
+  free(tried);
+  return rc;
+}
+
 static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts, gzFile out) {
   int rc = -1;
   int with_alloc = 0;
@@ -350,6 +423,7 @@ static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts
   Mapping **map_ptrs = calloc(c->n_maps + 1, sizeof *map_ptrs);
   Location *locs = NULL;
   Location **loc_ptrs = NULL;
+  struct named named = {0};
   uint8_t *buf = NULL;
   if (!c->loc_addr || !c->loc_id || !samples || !sample_ptrs || !values || !ids || !maps ||
       !map_ptrs) {
@@ -403,6 +477,9 @@ static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts
   }
   prof.n_mapping = c->n_maps;
   prof.mapping = map_ptrs;
+  if (opts && opts->drop_frames && *opts->drop_frames &&
+      (prof.drop_frames = intern(c, opts->drop_frames)) < 0)
+    goto out;
 
   const char *drop = opts && opts->drop_mapping && *opts->drop_mapping ? opts->drop_mapping : NULL;
   size_t used_ids = 0;
@@ -464,6 +541,12 @@ static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts
   }
   prof.n_location = c->n_locs;
   prof.location = loc_ptrs;
+  if (opts && opts->read_build_ids) {
+    if (name_frames(c, locs, &named) != 0)
+      goto out;
+    prof.n_function = named.n_funcs;
+    prof.function = named.func_ptrs;
+  }
   prof.n_string_table = c->n_strings;
   prof.string_table = c->strings;
 
@@ -487,6 +570,10 @@ static int build_and_write(struct conv *c, const struct pprof_convert_opts *opts
   }
   rc = 0;
 out:
+  free(named.funcs);
+  free(named.func_ptrs);
+  free(named.lines);
+  free(named.line_ptrs);
   free(buf);
   free(locs);
   free(loc_ptrs);
@@ -527,10 +614,14 @@ int pprof_convert(FILE *in, gzFile out, const struct pprof_convert_opts *opts, c
 #if UINTPTR_MAX > 0xffffffffu
 typedef Elf64_Ehdr Ehdr;
 typedef Elf64_Phdr Phdr;
+typedef Elf64_Shdr Shdr;
+typedef Elf64_Sym Sym;
 #define OWN_CLASS ELFCLASS64
 #else
 typedef Elf32_Ehdr Ehdr;
 typedef Elf32_Phdr Phdr;
+typedef Elf32_Shdr Shdr;
+typedef Elf32_Sym Sym;
 #define OWN_CLASS ELFCLASS32
 #endif
 
@@ -573,28 +664,35 @@ static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *
   return -1;
 }
 
-int pprof_build_id(const char *path, char *hex, size_t hexlen) {
-  /* The path comes from the dump, which anyone may have written: a FIFO must not hang
-   * the tool, nor a device be opened for its side effects. Regular files only. */
+/* The ELF file at `path` opened, its header in `eh`: a descriptor, or -1. The path
+ * comes from the dump, which anyone may have written: a FIFO must not hang the tool,
+ * nor a device be opened for its side effects. Regular files only. */
+static int open_elf(const char *path, Ehdr *eh) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)
     return -1;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return -1;
-  }
-  int rc = -1;
-  Ehdr eh;
   static const union {
     uint16_t u;
     unsigned char b[2];
   } endian = {1};
   unsigned char own_data = endian.b[0] ? ELFDATA2LSB : ELFDATA2MSB;
-  if (full_pread(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-      eh.e_ident[EI_CLASS] != OWN_CLASS || eh.e_ident[EI_DATA] != own_data ||
-      eh.e_phentsize != sizeof(Phdr) || eh.e_phnum == 0 || eh.e_phnum > 4096)
-    goto out;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || full_pread(fd, eh, sizeof *eh, 0) ||
+      memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != OWN_CLASS ||
+      eh->e_ident[EI_DATA] != own_data || eh->e_phentsize != sizeof(Phdr) || eh->e_phnum == 0 ||
+      eh->e_phnum > 4096) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int pprof_build_id(const char *path, char *hex, size_t hexlen) {
+  Ehdr eh;
+  int fd = open_elf(path, &eh);
+  if (fd < 0)
+    return -1;
+  int rc = -1;
   for (unsigned i = 0; i < eh.e_phnum && rc != 0; i++) {
     Phdr ph;
     if (full_pread(fd, &ph, sizeof ph, eh.e_phoff + (uint64_t)i * sizeof ph))
@@ -611,4 +709,130 @@ int pprof_build_id(const char *path, char *hex, size_t hexlen) {
 out:
   close(fd);
   return rc;
+}
+
+/* ---- Function symbols ----------------------------------------------------------------
+ * The file's .symtab (every function, local ones too), or .dynsym when it was
+ * stripped; sorted by address. A frame's offset in the file becomes the address the
+ * symbols use through the PT_LOAD segment that holds it. */
+
+struct fsym {
+  uint64_t addr, size;
+  uint32_t name;
+};
+
+struct symbols {
+  struct fsym *syms;
+  size_t n;
+  char *strtab;
+  Phdr *loads;
+  size_t n_loads;
+};
+
+/* Far beyond any real symbol table: a bound on what a dump can make us read. */
+#define SYMBOLS_MAX_BYTES (256u << 20)
+
+static int by_addr(const void *a, const void *b) {
+  const struct fsym *x = a, *y = b;
+  if (x->addr != y->addr)
+    return x->addr < y->addr ? -1 : 1;
+  return x->name < y->name ? -1 : x->name > y->name; /* aliases: the same pick every time */
+}
+
+void symbols_free(struct symbols *s) {
+  if (s == NULL)
+    return;
+  free(s->syms);
+  free(s->strtab);
+  free(s->loads);
+  free(s);
+}
+
+static int read_section(int fd, const Shdr *sh, void **out) {
+  if (sh->sh_size == 0 || sh->sh_size > SYMBOLS_MAX_BYTES)
+    return -1;
+  *out = malloc(sh->sh_size + 1);
+  if (*out == NULL || full_pread(fd, *out, sh->sh_size, sh->sh_offset) != 0)
+    return -1;
+  ((char *)*out)[sh->sh_size] = '\0'; /* a string table ends in NUL, whatever it says */
+  return 0;
+}
+
+struct symbols *symbols_load(const char *path) {
+  Ehdr eh;
+  int fd = open_elf(path, &eh);
+  if (fd < 0)
+    return NULL;
+  struct symbols *s = calloc(1, sizeof *s);
+  Shdr *sh = NULL;
+  Sym *raw = NULL;
+  int ok = 0;
+  if (s == NULL || eh.e_shentsize != sizeof(Shdr) || eh.e_shnum == 0 || eh.e_shnum >= SHN_LORESERVE)
+    goto out;
+  s->loads = calloc(eh.e_phnum, sizeof *s->loads);
+  sh = calloc(eh.e_shnum, sizeof *sh);
+  if (!s->loads || !sh || full_pread(fd, sh, eh.e_shnum * sizeof *sh, eh.e_shoff))
+    goto out;
+  for (unsigned i = 0; i < eh.e_phnum; i++) {
+    Phdr ph;
+    if (full_pread(fd, &ph, sizeof ph, eh.e_phoff + (uint64_t)i * sizeof ph))
+      goto out;
+    if (ph.p_type == PT_LOAD)
+      s->loads[s->n_loads++] = ph;
+  }
+  const Shdr *tab = NULL;
+  for (unsigned i = 0; i < eh.e_shnum; i++)
+    if (sh[i].sh_type == SHT_SYMTAB || (sh[i].sh_type == SHT_DYNSYM && tab == NULL))
+      tab = &sh[i];
+  if (tab == NULL || tab->sh_link >= eh.e_shnum || tab->sh_entsize != sizeof(Sym) ||
+      read_section(fd, tab, (void **)&raw) ||
+      read_section(fd, &sh[tab->sh_link], (void **)&s->strtab))
+    goto out;
+  size_t n = tab->sh_size / sizeof(Sym), strsz = sh[tab->sh_link].sh_size;
+  s->syms = calloc(n + 1, sizeof *s->syms);
+  if (!s->syms)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    unsigned type = raw[i].st_info & 0xf;
+    if ((type == STT_FUNC || type == STT_GNU_IFUNC) && raw[i].st_shndx != SHN_UNDEF &&
+        raw[i].st_value != 0 && raw[i].st_name != 0 && raw[i].st_name < strsz)
+      s->syms[s->n++] = (struct fsym){raw[i].st_value, raw[i].st_size, raw[i].st_name};
+  }
+  qsort(s->syms, s->n, sizeof *s->syms, by_addr);
+  ok = s->n > 0;
+out:
+  free(sh);
+  free(raw);
+  close(fd);
+  if (!ok) {
+    symbols_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+const char *symbols_name(const struct symbols *s, uint64_t file_offset) {
+  uint64_t addr = 0;
+  size_t k = 0;
+  for (; k < s->n_loads; k++)
+    if (file_offset >= s->loads[k].p_offset &&
+        file_offset - s->loads[k].p_offset < s->loads[k].p_filesz) {
+      addr = file_offset - s->loads[k].p_offset + s->loads[k].p_vaddr;
+      break;
+    }
+  if (k == s->n_loads)
+    return NULL;
+  /* The last symbol at or below addr, if addr lies inside it. */
+  size_t lo = 0, hi = s->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->syms[mid].addr <= addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0)
+    return NULL;
+  const struct fsym *f = &s->syms[lo - 1];
+  return addr - f->addr < f->size ? s->strtab + f->name : NULL;
 }

@@ -12,6 +12,11 @@ struct pprof_convert_opts {
    * this string are left out, as jeprof leaves out the allocator's own frames; NULL
    * or "" keeps every frame. The stack then starts at the first frame outside it. */
   const char *drop_mapping;
+  /* pprof's own drop_frames: a regular expression of function names, matched whole
+   * after symbolizing; go tool pprof cuts each stack at the first such frame from the
+   * root. It names the allocator's entry points, which in a statically linked program
+   * sit in the program's own mapping, where drop_mapping cannot tell them apart. */
+  const char *drop_frames;
   /* Read each mapped executable file on disk for its GNU build ID (1), or not (0: the
    * unit tests, which give made-up file names). */
   int read_build_ids;

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 /* Commands, one per line:  SET key value | GET key | DEL key | COUNT | STATS |
- * PROFILE | QUIT.  Replies are one line each. */
+ * PROFILE [pprof] | QUIT.  Replies are one line each. PROFILE dumps in jeprof's format
+ * under the default name; PROFILE pprof writes a gzipped pprof profile in the current
+ * directory and replies with its path, for go tool pprof. */
 
 #define MAX_CLIENTS 64
 #define BUCKETS     4096
@@ -93,9 +95,19 @@ static int command(char *line, FILE *out) {
   } else if (strcmp(cmd, "STATS") == 0) {
     fputs("STATS ", out);
     alloc_stats_print(out, ALLOC_FORMAT_JSON); /* one JSON object and a newline */
-  } else if (strcmp(cmd, "PROFILE") == 0) {
+  } else if (strcmp(cmd, "PROFILE") == 0 && key == NULL) {
     int st = alloc_profile_dump(NULL);
     st == ALLOC_OK ? reply(out, "OK profile written") : reply(out, "ERR %s", alloc_strerror(st));
+  } else if (strcmp(cmd, "PROFILE") == 0 && strcmp(key, "pprof") == 0) {
+    /* The name's ending picks pprof's format; the number keeps each dump. */
+    static unsigned seq;
+    char path[4096], cwd[4000];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+      return reply(out, "ERR %s", strerror(errno)), 0;
+    snprintf(path, sizeof path, "%s/kv-server.%ld.%u.pb.gz", cwd, (long)getpid(), seq++);
+    int st = alloc_profile_dump(path);
+    st == ALLOC_OK ? reply(out, "OK %s", path)
+                   : reply(out, "ERR %s (%s)", alloc_strerror(st), strerror(errno));
   } else if (strcmp(cmd, "QUIT") == 0) {
     return -1;
   } else {

@@ -87,6 +87,9 @@ for pair in ${direct//;/ }; do
 done
 # The shim itself needs no C++ runtime: C programs must not load one.
 if grep -q 'libstdc++' <<<"$needed"; then say "FAIL: libstdc++ is NEEDED"; fail=1; fi
+# pprof's converter is a plugin loaded on the first pprof dump (src/pprof.c): a process
+# that never asks for one must not load protobuf-c or zlib at start.
+if grep -Eq 'libprotobuf-c|libz\.' <<<"$needed"; then say "FAIL: the pprof converter's libraries are NEEDED"; fail=1; fi
 
 # A program linked with the static archive meets its global names as its own would
 # meet another object's: any beyond the export list (an internal check_on, jemalloc's
