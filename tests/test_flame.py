@@ -69,6 +69,13 @@ class FlameTest(unittest.TestCase):
         title = [t.text for t in ET.fromstring(svg).iter(NS + "text")][0]
         self.assertTrue(title.startswith("a < b & c - total 10 bytes"), title)
 
+    def test_odd_bytes_in_names_do_not_stop_it(self):
+        # Symbol tables hold bytes, not always UTF-8; and a C locale is no reason to fail.
+        run = subprocess.run([RENDERER], input=b"main;caf\xe9 10\n", capture_output=True,
+                             env={**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"})
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("main", frames(run.stdout.decode("utf-8")))
+
     def test_names_are_clipped_to_their_box(self):
         long = "a_function_name_far_too_long_for_a_narrow_box"
         # 10% of 1180 px: room for some 15 of its 45 characters.
