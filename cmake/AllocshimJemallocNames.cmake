@@ -6,7 +6,7 @@
 # PREFIX_VERSION (the major.minor of JE_INTERNALS_VERSION). A malformed entry stops
 # configure: an entry CMake skipped would still be declared in C, or the other way round.
 function(allocshim_je_names_read def prefix)
-  set(known_roles direct api import frame internal) # src/jemalloc_names.def says what each means
+  set(known_roles direct api import frame internal hook) # src/jemalloc_names.def says what each means
   file(STRINGS ${def} lines REGEX "^JE_")
   set(originals "")
   set(renamed "")
@@ -49,15 +49,38 @@ function(allocshim_je_names_read def prefix)
 endfunction()
 
 # allocshim_je_rename_map(PREFIX OUT): the text of objcopy's --redefine-syms file, one
-# "original renamed" line for every entry whose name changes.
+# "original renamed" line for every entry whose name changes in the whole archive (a
+# hook's changes only where it is called: allocshim_je_hook_renames).
 function(allocshim_je_rename_map prefix out)
   set(map "")
-  foreach(o n IN ZIP_LISTS ${prefix}_ORIGINALS ${prefix}_RENAMED)
-    if(NOT o STREQUAL n)
+  foreach(o n r IN ZIP_LISTS ${prefix}_ORIGINALS ${prefix}_RENAMED ${prefix}_ROLES)
+    if(NOT o STREQUAL n AND NOT r STREQUAL "hook")
       string(APPEND map "${o} ${n}\n")
     endif()
   endforeach()
   set(${out} "${map}" PARENT_SCOPE)
+endfunction()
+
+# allocshim_je_hook_renames(PREFIX NM_A_OUTPUT OUT): for each hook, the members that call
+# it (from `nm -A ARCHIVE`, "archive:member: U name" lines) and the objcopy argument
+# that sends those calls to the shim's function, as "member|--redefine-sym=o=n" items.
+# The member that defines the hook keeps its name, for the shim to call on.
+function(allocshim_je_hook_renames prefix nm_output out)
+  set(items "")
+  foreach(o n r IN ZIP_LISTS ${prefix}_ORIGINALS ${prefix}_RENAMED ${prefix}_ROLES)
+    if(NOT r STREQUAL "hook")
+      continue()
+    endif()
+    string(REGEX MATCHALL "[^:\n]+: +U ${o}\n" callers "${nm_output}\n")
+    if(NOT callers)
+      message(FATAL_ERROR "src/jemalloc_names.def: the hook ${o} is called by no member of the archive")
+    endif()
+    foreach(c IN LISTS callers)
+      string(REGEX REPLACE ": +U ${o}\n$" "" member "${c}")
+      list(APPEND items "${member}|--redefine-sym=${o}=${n}")
+    endforeach()
+  endforeach()
+  set(${out} "${items}" PARENT_SCOPE)
 endfunction()
 
 # allocshim_je_archive_version(ARCHIVE HEADER OUT): the x.y.z of the jemalloc in ARCHIVE,

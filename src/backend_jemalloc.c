@@ -8,6 +8,8 @@
 #include <allocshim.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +62,11 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * largest mmap threshold, costs 4% more RSS for no more speed); the 10 s decay still
  * returns the memory. */
 #define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:16777216"
+
+/* Idle return's state (below): the options can switch it off before it could start. */
+enum { PURGE_STATE_IDLE, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
+static atomic_int purge_state;
+static void purge_after_fork(void);
 
 /* jemalloc 5.3 creates arena 0 (the main thread's) with the built-in 8 MiB oversize
  * threshold and copies opt.oversize_threshold into effect only afterwards
@@ -127,6 +134,12 @@ char *_secure_getenv(const char *name) {
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
+  /* ALLOCSHIM_PURGE=<seconds>: how long freed memory stays before it goes back. */
+  int purge = allocshim_purge_setting();
+  char decay[64];
+  snprintf(decay, sizeof decay, "dirty_decay_ms:%d", purge * 1000);
+  if (purge >= 0)
+    fits = fits && conf_add(conf, sizeof conf, &len, decay);
   /* ALLOCSHIM_PROF_LEAKS: profiling with every allocation sampled (lg_prof_sample:0,
    * after any ALLOCSHIM_PROF_SAMPLE), so that the check at exit (src/leaks.c) sees
    * every block still live. Not jemalloc's prof_leak_error: 5.3 calls _exit(1) before
@@ -148,6 +161,10 @@ char *_secure_getenv(const char *name) {
       snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:0");
     fits = fits && conf_add(conf, sizeof conf, &len, prof);
   }
+  /* Idle return leaves jemalloc's background thread alone if any source names it. */
+  if (purge == PURGE_OFF || strstr(conf, "background_thread") != NULL ||
+      (user != NULL && strstr(user, "background_thread") != NULL))
+    atomic_store(&purge_state, PURGE_STATE_OFF);
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */
   if (!fits || !conf_add(conf, sizeof conf, &len, user))
     return (char *)user;
@@ -161,9 +178,77 @@ char *_secure_getenv(const char *name) {
   return conf;
 }
 
-/* Nothing left for the constructor: jemalloc's options are in place from its first
- * allocation (above), and arena 0's threshold from its first mapping (defaults_apply). */
-void be_start(void) {}
+/* jemalloc's options are in place from its first allocation (above), and arena 0's
+ * threshold from its first mapping (defaults_apply); the constructor only says what
+ * it could not do then, and arms idle return for forked children. */
+void be_start(void) {
+  if (allocshim_purge_setting() == PURGE_INVALID)
+    allocshim_say("ALLOCSHIM_PURGE=%s refused: it is off or whole seconds from 0 to %d; "
+                  "jemalloc's 10 s decay is kept",
+                  allocshim_env("PURGE"), PURGE_MAX_SECONDS);
+  pthread_atfork(NULL, NULL, purge_after_fork);
+}
+
+/* ---- Idle return ----------------------------------------------------------------------
+ * jemalloc gives freed memory back as it decays (dirty_decay_ms, 10 s), but only when
+ * some thread calls into it: a server that goes quiet keeps its peak for good. Its
+ * background thread purges on its own clock, and sleeps while nothing is left to purge,
+ * but costs every process a thread from its first allocation, and a process with a
+ * second thread can no longer unshare(CLONE_NEWUSER). So the shim starts it only once
+ * jemalloc has mapped PURGE_THRESHOLD bytes: _mmap counts them, and the next thread-cache
+ * garbage-collection event switches the thread on (one thread for every arena). That
+ * event is the safe moment: jemalloc runs it every 64 KiB a thread allocates or frees,
+ * at the end of the call, holding no lock, with its state consistent and nothing in
+ * progress, so pthread_create's own allocations go through as any other. The events
+ * reach the shim through the renamed calls of src/jemalloc_names.def ("hook"); the fast
+ * paths never see them, and each event costs one load. */
+
+/* Measured (docs/PERFORMANCE.md): python3 -c pass, ls and a shell map 4-8 MiB through
+ * jemalloc; a process past 64 MiB is one whose idle memory is worth a thread. */
+#define PURGE_THRESHOLD ((size_t)64 << 20)
+
+static atomic_size_t mapped_bytes;
+
+static void purge_count(size_t len, bool mapped) {
+  if (!mapped) {
+    atomic_fetch_sub_explicit(&mapped_bytes, len, memory_order_relaxed);
+    return;
+  }
+  size_t total = atomic_fetch_add_explicit(&mapped_bytes, len, memory_order_relaxed) + len;
+  int idle = PURGE_STATE_IDLE;
+  if (total >= PURGE_THRESHOLD)
+    atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_WANTED);
+}
+
+static void purge_begin(void) {
+  int wanted = PURGE_STATE_WANTED;
+  if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
+    return; /* another thread's event got here first */
+  size_t one = 1;
+  bool on = true;
+  if (_mallctl("max_background_threads", NULL, NULL, &one, sizeof one) != 0 ||
+      _mallctl("background_thread", NULL, NULL, &on, sizeof on) != 0)
+    atomic_store(&purge_state, PURGE_STATE_OFF); /* said nowhere: the program goes on */
+}
+
+/* A forked child has no background thread (jemalloc stops them in the child); it gets
+ * its own at its next event if its heap, the parent's copy, is past the threshold. */
+static void purge_after_fork(void) {
+  int on = PURGE_STATE_ON;
+  atomic_compare_exchange_strong(&purge_state, &on, PURGE_STATE_WANTED);
+}
+
+void _tcache_gc_event(void *tsd, uint64_t elapsed) {
+  je_tcache_gc_event_handler(tsd, elapsed);
+  if (atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_WANTED)
+    purge_begin();
+}
+
+void _tcache_gc_dalloc_event(void *tsd, uint64_t elapsed) {
+  je_tcache_gc_dalloc_event_handler(tsd, elapsed);
+  if (atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_WANTED)
+    purge_begin();
+}
 
 /* ---- Checked mode ---------------------------------------------------------------------
  * jemalloc 5.3 has no lookup that is safe on a pointer it never mapped (arenas.lookup
@@ -182,10 +267,13 @@ void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   defaults_apply(); /* the shim's defaults, step 2: this is its first chance */
   int saved = errno;
   void *p = mmap(addr, len, prot, flags, fd, off);
-  if (p == MAP_FAILED)
+  if (p == MAP_FAILED) {
     errno = saved;
-  else if (check_enabled())
+    return p;
+  }
+  if (check_enabled())
     check_ranges_add(p, len);
+  purge_count(len, true);
   return p;
 }
 
@@ -203,6 +291,8 @@ int _munmap(void *addr, size_t len) {
   int r = munmap(addr, len);
   if (r != 0 && checked)
     check_ranges_add(addr, len);
+  if (r == 0)
+    purge_count(len, false);
   return r;
 }
 

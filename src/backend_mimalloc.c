@@ -42,7 +42,31 @@ static void errno_from_mimalloc(int err, void *arg) {
     errno = ENOMEM;
 }
 
-void be_start(void) { mi_register_error(errno_from_mimalloc, NULL); }
+/* Idle return. mimalloc gives a freed page back (decommits it) decommit_delay ms after
+ * it became free, but only when the thread that owns it next calls into mimalloc: a
+ * thread that goes idle keeps its free pages for good, and no other thread may take
+ * them back for it (measured: 217 MiB held 10 s on with a 1 s delay). With no delay
+ * the page goes back from the free itself, and nothing has to wake up later; but that
+ * costs too much to be the default (docs/PERFORMANCE.md: bench/ "large" 125 times
+ * slower, "mixed" 7 times). So only ALLOCSHIM_PURGE=0 asks for it here; any other value
+ * keeps mimalloc's own 25 ms, and MIMALLOC_DECOMMIT_DELAY (or its old name
+ * MIMALLOC_RESET_DELAY) has the last word, as every MIMALLOC_ option. */
+static void purge_start(void) {
+  int purge = allocshim_purge_setting();
+  if (purge == PURGE_INVALID)
+    allocshim_say("ALLOCSHIM_PURGE=%s refused: it is off or whole seconds from 0 to %d; "
+                  "mimalloc's own decommit delay is kept",
+                  allocshim_env("PURGE"), PURGE_MAX_SECONDS);
+  if (purge != 0 || secure_getenv("MIMALLOC_DECOMMIT_DELAY") != NULL ||
+      secure_getenv("MIMALLOC_RESET_DELAY") != NULL)
+    return;
+  mi_option_set(mi_option_decommit_delay, 0);
+}
+
+void be_start(void) {
+  mi_register_error(errno_from_mimalloc, NULL);
+  purge_start();
+}
 
 /* ---- Checked mode ---------------------------------------------------------------------
  * mimalloc keeps a map of its segments, safe to ask about any address. On 64-bit

@@ -28,6 +28,22 @@ bool allocshim_env_flag(const char *suffix) {
   return false;
 }
 
+int allocshim_purge_setting(void) {
+  const char *v = allocshim_env("PURGE");
+  if (v == NULL)
+    return PURGE_DEFAULT;
+  if (strcasecmp(v, "off") == 0)
+    return PURGE_OFF;
+  /* Whole seconds in decimal digits, at most a day: a longer delay is no idle return. */
+  int seconds = 0;
+  for (const char *c = v; *c != '\0'; c++) {
+    if (*c < '0' || *c > '9' || c - v >= 5)
+      return PURGE_INVALID;
+    seconds = seconds * 10 + (*c - '0');
+  }
+  return v[0] != '\0' && seconds <= PURGE_MAX_SECONDS ? seconds : PURGE_INVALID;
+}
+
 void allocshim_say(const char *fmt, ...) {
   int saved = errno;
   char line[1024];

@@ -14,6 +14,16 @@ const char *allocshim_env(const char *suffix);
 /* True when ALLOCSHIM_<suffix> is set to 1, y, yes, true or on (any case). */
 bool allocshim_env_flag(const char *suffix);
 
+/* ALLOCSHIM_PURGE, idle return: seconds after which freed memory goes back to the OS
+ * (0 to PURGE_MAX_SECONDS), or PURGE_DEFAULT (unset), PURGE_OFF ("off") or
+ * PURGE_INVALID (anything else, which the backend says and treats as unset). Neither
+ * allocates nor touches errno. */
+#define PURGE_DEFAULT     (-1)
+#define PURGE_OFF         (-2)
+#define PURGE_INVALID     (-3)
+#define PURGE_MAX_SECONDS 86400
+int allocshim_purge_setting(void);
+
 /* One line on stderr, prefixed "allocshim: ". Formats into a stack buffer and
  * write()s it, so it never allocates. */
 void allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,6 +19,15 @@ struct je_emap; /* jemalloc's emap_t, only ever pointed at */
 #define JE_VIS_import   __attribute__((visibility("hidden")))
 #define JE_VIS_frame    __attribute__((visibility("hidden")))
 #define JE_VIS_internal __attribute__((visibility("hidden")))
+#define JE_VIS_hook     __attribute__((visibility("hidden")))
+/* A hook has two: the shim's function (renamed) and jemalloc's (original), which it
+ * calls on to. Every other role declares its renamed name only. */
+#define JE_ALSO_direct(original, ret, params)
+#define JE_ALSO_api(original, ret, params)
+#define JE_ALSO_import(original, ret, params)
+#define JE_ALSO_frame(original, ret, params)
+#define JE_ALSO_internal(original, ret, params)
+#define JE_ALSO_hook(original, ret, params) JE_VIS_hook ret original params;
 
 /* The compile definitions come from the configure-time gate (cmake/AllocshimBackend.cmake),
  * which already refused any other version: this holds a build made without it to the same. */
@@ -28,8 +37,10 @@ struct je_emap; /* jemalloc's emap_t, only ever pointed at */
 #define JE_INTERNALS_VERSION(major, minor)                                                         \
   _Static_assert(ALLOCSHIM_JEMALLOC_MAJOR == (major) && ALLOCSHIM_JEMALLOC_MINOR == (minor),       \
                  "src/jemalloc_names.def: the shim relies on internals of another jemalloc");
-#define JE_FN(original, renamed, role, ret, params) JE_VIS_##role ret renamed params;
-#define JE_VAR(original, renamed, role, type)       JE_VIS_##role extern type renamed;
+#define JE_FN(original, renamed, role, ret, params)                                                \
+  JE_VIS_##role ret renamed params;                                                                \
+  JE_ALSO_##role(original, ret, params)
+#define JE_VAR(original, renamed, role, type) JE_VIS_##role extern type renamed;
 #include "jemalloc_names.def"
 #undef JE_INTERNALS_VERSION
 #undef JE_FN

@@ -1,0 +1,207 @@
+/* Idle return (ALLOCSHIM_PURGE) from inside a program: what a burst freed goes back to the
+ * OS while the program makes no allocation call, and small programs keep one thread.
+ * usage: idle_return small            a few allocations; exit 0 with one thread
+ *        idle_return unshare          the same, then unshare(CLONE_NEWUSER) must work
+ *        idle_return alive|exited MIB SECONDS LIMIT_MIB
+ *                                     MIB allocated in 16-1300-byte blocks by two
+ *                                     threads and freed; the threads idle (alive) or
+ *                                     end (exited); exit 0 once resident memory is at
+ *                                     most LIMIT_MIB within SECONDS, without allocating
+ *        idle_return quiet MIB        as exited, then no thread may wake up more than
+ *                                     twice in 3 s once the memory is back
+ *        idle_return fork MIB         the burst in the parent, then again in a forked
+ *                                     child and in the parent: both give memory back */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* /proc files read without allocating: the allocator must not be woken by the check. */
+static long read_number(const char *path, const char *key) {
+  char buf[4096];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  if (key == NULL) /* statm: the second figure, resident pages */
+    return strchr(buf, ' ') ? atol(strchr(buf, ' ') + 1) : -1;
+  char *p = strstr(buf, key);
+  return p ? atol(p + strlen(key)) : -1;
+}
+
+static long resident_mib(void) {
+  return read_number("/proc/self/statm", NULL) * sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+static long thread_count(void) { return read_number("/proc/self/status", "Threads:"); }
+
+static size_t burst_bytes;
+static atomic_int burst_done, release;
+
+/* Half the burst: a checked pattern in every block, so none is optimised away. */
+static void *burst(void *arg) {
+  size_t target = burst_bytes / 2, held = 0, n = 0, cap = 1 << 16;
+  void **blocks = malloc(cap * sizeof *blocks);
+  uint32_t x = (uint32_t)(uintptr_t)arg * 2654435761u;
+  while (blocks && held < target) {
+    if (n == cap && !(blocks = realloc(blocks, (cap *= 2) * sizeof *blocks)))
+      break;
+    x = x * 1103515245u + 12345u;
+    size_t size = 16 + (x >> 8) % 1285;
+    unsigned char *p = malloc(size);
+    if (!p)
+      break;
+    memset(p, (int)(n & 0xff), size);
+    blocks[n++] = p;
+    held += size;
+  }
+  int ok = blocks != NULL && held >= target;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char *p = blocks[i];
+    ok &= p[0] == (unsigned char)(i & 0xff);
+    free(p);
+  }
+  free(blocks);
+  if (!ok) {
+    fprintf(stderr, "idle_return: the burst failed\n");
+    exit(2);
+  }
+  atomic_fetch_add(&burst_done, 1);
+  while (arg != NULL && !atomic_load(&release))
+    usleep(50 * 1000); /* alive: idle, with no allocation call */
+  return NULL;
+}
+
+/* Runs the burst on two threads; `alive` leaves them idling, else they end. */
+static void run_burst(bool alive, pthread_t t[2]) {
+  atomic_store(&burst_done, 0);
+  for (int i = 0; i < 2; i++)
+    if (pthread_create(&t[i], NULL, burst, alive ? (void *)(uintptr_t)(i + 1) : NULL) != 0)
+      exit(2);
+  if (!alive)
+    for (int i = 0; i < 2; i++)
+      pthread_join(t[i], NULL);
+  while (atomic_load(&burst_done) < 2)
+    usleep(10 * 1000);
+}
+
+/* Polls resident memory every 100 ms: true once it is at most limit MiB. */
+static bool returned_within(int seconds, long limit, const char *what) {
+  long first = resident_mib();
+  for (int i = 0; i <= seconds * 10; i++) {
+    long now = resident_mib();
+    if (now <= limit) {
+      printf("%s: %ld MiB right after the frees, %ld MiB after %.1f s (limit %ld)\n", what, first,
+             now, i / 10.0, limit);
+      return true;
+    }
+    usleep(100 * 1000);
+  }
+  printf("%s: %ld MiB right after the frees, still %ld MiB after %d s (limit %ld)\n", what, first,
+         resident_mib(), seconds, limit);
+  return false;
+}
+
+/* Voluntary context switches of every thread of this process but the caller, whose
+ * own sleep is one. The directory is read with getdents64 into a stack buffer:
+ * opendir() would allocate, and a free wakes the purging thread. */
+static long wakeups(void) {
+  char self[32], buf[4096], path[300];
+  snprintf(self, sizeof self, "%ld", (long)gettid());
+  long total = 0;
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (long n; fd >= 0 && (n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;) {
+    for (long at = 0; at < n;) {
+      struct dirent64 *e = (struct dirent64 *)(buf + at);
+      at += e->d_reclen;
+      if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0)
+        continue;
+      snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+      long v = read_number(path, "voluntary_ctxt_switches:");
+      total += v > 0 ? v : 0;
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  return total;
+}
+
+static int small(void) {
+  for (int i = 0; i < 1000; i++)
+    free(malloc((size_t)(16 + i)));
+  long n = thread_count();
+  printf("small: %ld thread(s)\n", n);
+  return n == 1 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (strcmp(mode, "small") == 0)
+    return small();
+  if (strcmp(mode, "unshare") == 0) {
+    if (small() != 0)
+      return 1;
+    if (unshare(CLONE_NEWUSER) != 0) {
+      printf("unshare(CLONE_NEWUSER): %s\n", strerror(errno));
+      return 1;
+    }
+    printf("unshare(CLONE_NEWUSER): ok\n");
+    return 0;
+  }
+  burst_bytes = (size_t)(argc > 2 ? atol(argv[2]) : 256) << 20;
+  pthread_t t[2];
+  if (strcmp(mode, "alive") == 0 || strcmp(mode, "exited") == 0) {
+    if (argc != 5)
+      return 2;
+    bool alive = mode[0] == 'a';
+    run_burst(alive, t);
+    bool ok = returned_within(atoi(argv[3]), atol(argv[4]), mode);
+    atomic_store(&release, 1);
+    if (alive)
+      for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    return ok ? 0 : 1;
+  }
+  if (strcmp(mode, "quiet") == 0) {
+    run_burst(false, t);
+    if (!returned_within(30, 64, "quiet"))
+      return 1;
+    sleep(3); /* ALLOCSHIM_PURGE=1: the decay's last purges */
+    long before = wakeups();
+    sleep(3);
+    long woke = wakeups() - before;
+    printf("quiet: %ld wake-up(s) in 3 s with nothing left to return\n", woke);
+    return woke <= 2 ? 0 : 1;
+  }
+  if (strcmp(mode, "fork") == 0) {
+    run_burst(false, t);
+    if (!returned_within(30, 64, "parent, before fork"))
+      return 1;
+    pid_t pid = fork();
+    if (pid < 0)
+      return 2;
+    run_burst(false, t);
+    bool ok = returned_within(30, 64, pid == 0 ? "child" : "parent, after fork");
+    if (pid == 0)
+      _exit(ok ? 0 : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  }
+  fprintf(stderr, "usage: idle_return small|unshare|alive|exited|quiet|fork ...\n");
+  return 2;
+}
