@@ -140,8 +140,8 @@ int main(int argc, char **argv) {
   printf("%s: resident MiB %.1f after frees, %.1f after %g s, peak %.1f\n", name, after_free,
          after_idle, seconds, peak);
   if (max_mib >= 0 && after_idle > max_mib) {
-    printf("%s: FAILED: %.1f MiB resident after %g s idle, limit %g\n", name, after_idle, seconds,
-           max_mib);
+    fprintf(stderr, "%s: FAILED: %.1f MiB resident after %g s idle, limit %g\n", name, after_idle,
+            seconds, max_mib);
     return 1;
   }
   return bad ? 1 : 0;
