@@ -263,10 +263,179 @@ static int contend(int threads) {
   return report(name, contend_ops * threads, bad, 0);
 }
 
+/* ---- Issue #15: big zeroed blocks, short-lived threads ---------------------------- */
+
+/* Large zeroed blocks: a live set of 20 blocks of 5-25 MiB, each replaced many times.
+ * calloc rather than malloc+memset, because calloc is what a program that wants zeroed
+ * memory calls, and whether the allocator knows a block is already zero (fresh from
+ * mmap) and can skip the memset is exactly where allocators differ for this class;
+ * malloc+memset would make every one of them pay the full memset and hide that.
+ * Every page-aligned byte of a block is checked to be zero and then tagged, so memory
+ * that comes back from an earlier block unzeroed is caught on the very bytes that
+ * block tagged, and every page is touched (resident), as a real user of it would. */
+static int hugecalloc(void) {
+  enum { LIVE = 20 };
+  unsigned char *slot[LIVE] = {0}, tag[LIVE] = {0};
+  size_t len[LIVE] = {0};
+  uint64_t s = 11, sum = 0, want = 0, unzeroed = 0;
+  long ops = n_of(2000);
+  /* The tiny size keeps the sizes (they are the point) and shrinks the live set. */
+  int live = n_of(LIVE) < 2 ? 2 : n_of(LIVE) > LIVE ? LIVE : (int)n_of(LIVE);
+  const uintptr_t page = 4096;
+  for (long i = 0; i < ops; i++) {
+    size_t k = rnd(&s) % (size_t)live;
+    if (slot[k]) {
+      for (uintptr_t a = ((uintptr_t)slot[k] + page - 1) & ~(page - 1);
+           a < (uintptr_t)slot[k] + len[k]; a += page)
+        sum += *(unsigned char *)a;
+      free(slot[k]);
+    }
+    len[k] = ((size_t)5 << 20) + rnd(&s) % ((size_t)20 << 20);
+    tag[k] = (unsigned char)(i % 255 + 1); /* never 0, so a stale tag is not "zero" */
+    slot[k] = calloc(len[k], 1);
+    if (!slot[k])
+      return report("hugecalloc", i, 1, 0);
+    for (uintptr_t a = ((uintptr_t)slot[k] + page - 1) & ~(page - 1);
+         a < (uintptr_t)slot[k] + len[k]; a += page) {
+      unzeroed += *(unsigned char *)a != 0;
+      *(unsigned char *)a = tag[k];
+      want += tag[k];
+    }
+  }
+  for (int k = 0; k < live; k++) {
+    if (!slot[k])
+      continue;
+    for (uintptr_t a = ((uintptr_t)slot[k] + page - 1) & ~(page - 1);
+         a < (uintptr_t)slot[k] + len[k]; a += page)
+      sum += *(unsigned char *)a;
+    free(slot[k]);
+  }
+  if (unzeroed)
+    sum = ~want;
+  return report("hugecalloc", ops, sum, want);
+}
+
+/* A block's checksum, kept apart from the block so damage anywhere in it shows. */
+static uint64_t block_sum(const unsigned char *p, size_t n) {
+  uint64_t h = 1469598103934665603u;
+  for (size_t j = 0; j < n; j++)
+    h = (h ^ p[j]) * 1099511628211u;
+  return h;
+}
+static void block_fill(unsigned char *p, size_t n, uint64_t *s) {
+  for (size_t j = 0; j < n; j += 8) {
+    uint64_t v = rnd(s);
+    memcpy(p + j, &v, n - j < 8 ? n - j : 8);
+  }
+}
+
+/* Thread churn with cross-thread frees: each generation of short-lived threads makes a
+ * batch of blocks and frees a batch that a thread of the previous generation made,
+ * after that thread has exited (what a thread pool's tasks passing buffers on do, and
+ * the case where the freeing thread's allocator must return memory to a dead owner). */
+enum { CHURN_THREADS = 4, CHURN_BLOCKS = 300 };
+struct batch {
+  unsigned char *block[CHURN_BLOCKS];
+  size_t len[CHURN_BLOCKS];
+  uint64_t sum[CHURN_BLOCKS];
+};
+struct churn_arg {
+  struct batch *make, *take;
+  uint64_t seed, bad, taken;
+};
+static void batch_free(struct batch *b, uint64_t *bad, uint64_t *taken) {
+  for (int k = 0; k < CHURN_BLOCKS; k++) {
+    *bad += block_sum(b->block[k], b->len[k]) != b->sum[k];
+    free(b->block[k]);
+    ++*taken;
+  }
+}
+static void *churn_thread(void *arg) {
+  struct churn_arg *a = arg;
+  for (int k = 0; k < CHURN_BLOCKS; k++) {
+    size_t n = 16 + rnd(&a->seed) % 2033;
+    unsigned char *p = malloc(n);
+    if (!p) { /* counted as bad here; the taker frees NULL and finds it intact */
+      a->bad++;
+      a->make->block[k] = NULL, a->make->len[k] = 0, a->make->sum[k] = block_sum(NULL, 0);
+      continue;
+    }
+    block_fill(p, n, &a->seed);
+    a->make->block[k] = p, a->make->len[k] = n, a->make->sum[k] = block_sum(p, n);
+  }
+  if (a->take)
+    batch_free(a->take, &a->bad, &a->taken);
+  return NULL;
+}
+static int churn(void) {
+  static struct batch boxes[2][CHURN_THREADS];
+  long rounds = n_of(1000);
+  uint64_t bad = 0, taken = 0;
+  for (long r = 0; r < rounds; r++) {
+    pthread_t t[CHURN_THREADS];
+    struct churn_arg arg[CHURN_THREADS];
+    for (int i = 0; i < CHURN_THREADS; i++) {
+      /* thread i frees what thread i+1 of the previous generation made */
+      arg[i] = (struct churn_arg){&boxes[r & 1][i],
+                                  r ? &boxes[(r - 1) & 1][(i + 1) % CHURN_THREADS] : NULL,
+                                  (uint64_t)(r * CHURN_THREADS + i) * 2654435761u + 1, 0, 0};
+      if (pthread_create(&t[i], NULL, churn_thread, &arg[i]) != 0)
+        return report("churn", r, 1, 0);
+    }
+    for (int i = 0; i < CHURN_THREADS; i++) {
+      pthread_join(t[i], NULL);
+      bad += arg[i].bad, taken += arg[i].taken;
+    }
+  }
+  for (int i = 0; i < CHURN_THREADS; i++)
+    batch_free(&boxes[(rounds - 1) & 1][i], &bad, &taken);
+  long made = rounds * CHURN_THREADS * CHURN_BLOCKS;
+  /* every block made arrives once and intact */
+  return report("churn", made, bad + (taken != (uint64_t)made), 0);
+}
+
+/* Thread create/exit: 10 threads at a time allocate, check, free and exit, over and
+ * over, so the allocator's per-thread set-up and tear-down is what is measured. */
+enum { SPAWN_THREADS = 10, SPAWN_BLOCKS = 64 };
+static void *spawn_thread(void *arg) {
+  uint64_t s = (uintptr_t)arg, bad = 0;
+  unsigned char *p[SPAWN_BLOCKS];
+  size_t n[SPAWN_BLOCKS];
+  for (int k = 0; k < SPAWN_BLOCKS; k++) {
+    n[k] = 16 + rnd(&s) % 16369; /* 16 B to 16 KiB: several size classes */
+    p[k] = malloc(n[k]);
+    if (!p[k])
+      return (void *)(uintptr_t)SPAWN_BLOCKS;
+    p[k][0] = (unsigned char)k, p[k][n[k] - 1] = (unsigned char)(n[k] >> 3);
+  }
+  for (int k = 0; k < SPAWN_BLOCKS; k++) {
+    bad += p[k][0] != (unsigned char)k || p[k][n[k] - 1] != (unsigned char)(n[k] >> 3);
+    free(p[k]);
+  }
+  return (void *)(uintptr_t)bad;
+}
+static int spawn(void) {
+  long rounds = n_of(1000);
+  uint64_t bad = 0;
+  for (long r = 0; r < rounds; r++) {
+    pthread_t t[SPAWN_THREADS];
+    for (int i = 0; i < SPAWN_THREADS; i++)
+      if (pthread_create(&t[i], NULL, spawn_thread,
+                         (void *)(uintptr_t)(r * SPAWN_THREADS + i + 1)) != 0)
+        return report("spawn", r, 1, 0);
+    for (int i = 0; i < SPAWN_THREADS; i++) {
+      void *ret;
+      pthread_join(t[i], &ret);
+      bad += (uintptr_t)ret;
+    }
+  }
+  return report("spawn", rounds * SPAWN_THREADS * SPAWN_BLOCKS, bad, 0);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: workloads small|mixed|aligned|large|prodcons|larson|contend1|"
-                    "contend2|contend4|contend8 [SCALE]\n");
+                    "contend2|contend4|contend8|hugecalloc|churn|spawn [SCALE]\n");
     return 2;
   }
   if (argc > 2)
@@ -284,6 +453,12 @@ int main(int argc, char **argv) {
     return prodcons();
   if (strcmp(w, "larson") == 0)
     return larson();
+  if (strcmp(w, "hugecalloc") == 0)
+    return hugecalloc();
+  if (strcmp(w, "churn") == 0)
+    return churn();
+  if (strcmp(w, "spawn") == 0)
+    return spawn();
   if (strncmp(w, "contend", 7) == 0) {
     int n = atoi(w + 7);
     if (n >= 1 && n <= 64)
