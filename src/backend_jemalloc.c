@@ -161,8 +161,10 @@ char *_secure_getenv(const char *name) {
       snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:0");
     fits = fits && conf_add(conf, sizeof conf, &len, prof);
   }
-  /* Idle return leaves jemalloc's background thread alone if any source names it. */
-  if (purge == PURGE_OFF || strstr(conf, "background_thread") != NULL ||
+  /* Idle return leaves jemalloc's background thread alone if any source names it, and
+   * stays out of the leak gate's way: a second thread would keep it from freeing the C
+   * library's caches at exit (src/leaks.c). */
+  if (purge == PURGE_OFF || leaks || strstr(conf, "background_thread") != NULL ||
       (user != NULL && strstr(user, "background_thread") != NULL))
     atomic_store(&purge_state, PURGE_STATE_OFF);
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */

@@ -6,7 +6,7 @@
 # asleep; a forked child returns memory too; ALLOCSHIM_PURGE=off switches it off.
 # On mimalloc idle return is ALLOCSHIM_PURGE=0's alone (src/backend_mimalloc.c says
 # why): the checks of returned memory run with it there.
-# usage: idle_return.sh MODE BACKEND LIBRARY IDLE_RETURN
+# usage: idle_return.sh MODE BACKEND LIBRARY IDLE_CHECK (tests/integration/idle_check.c)
 #   MODE: threads | unshare | return | quiet | fork | off
 set -uo pipefail
 mode=$1 backend=$2 lib=$(readlink -f "$3") prog=$4

@@ -1,15 +1,15 @@
 /* Idle return (ALLOCSHIM_PURGE) from inside a program: what a burst freed goes back to the
  * OS while the program makes no allocation call, and small programs keep one thread.
- * usage: idle_return small            a few allocations; exit 0 with one thread
- *        idle_return unshare          the same, then unshare(CLONE_NEWUSER) must work
- *        idle_return alive|exited MIB SECONDS LIMIT_MIB
+ * usage: idle_check small            a few allocations; exit 0 with one thread
+ *        idle_check unshare          the same, then unshare(CLONE_NEWUSER) must work
+ *        idle_check alive|exited MIB SECONDS LIMIT_MIB
  *                                     MIB allocated in 16-1300-byte blocks by two
  *                                     threads and freed; the threads idle (alive) or
  *                                     end (exited); exit 0 once resident memory is at
  *                                     most LIMIT_MIB within SECONDS, without allocating
- *        idle_return quiet MIB        as exited, then no thread may wake up more than
+ *        idle_check quiet MIB        as exited, then no thread may wake up more than
  *                                     twice in 3 s once the memory is back
- *        idle_return fork MIB         the burst in the parent, then again in a forked
+ *        idle_check fork MIB         the burst in the parent, then again in a forked
  *                                     child and in the parent: both give memory back */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -77,7 +77,7 @@ static void *burst(void *arg) {
   }
   free(blocks);
   if (!ok) {
-    fprintf(stderr, "idle_return: the burst failed\n");
+    fprintf(stderr, "idle_check: the burst failed\n");
     exit(2);
   }
   atomic_fetch_add(&burst_done, 1);
@@ -202,6 +202,6 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
   }
-  fprintf(stderr, "usage: idle_return small|unshare|alive|exited|quiet|fork ...\n");
+  fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork ...\n");
   return 2;
 }
