@@ -207,13 +207,8 @@ int be_profile_activate(bool active) {
 /* The process's resident set, from /proc without stdio (no allocation). */
 static size_t resident_bytes(void) {
   char buf[128];
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-  if (fd >= 0)
-    close(fd);
-  if (n <= 0)
+  if (allocshim_read_file("/proc/self/statm", buf, sizeof buf) <= 0)
     return ALLOC_STAT_UNKNOWN;
-  buf[n] = '\0';
   char *p = buf;
   strtoull(p, &p, 10); /* total program size; resident comes next */
   return (size_t)strtoull(p, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);

@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,18 @@ int allocshim_purge_setting(void) {
     seconds = seconds * 10 + (*c - '0');
   }
   return v[0] != '\0' && seconds <= PURGE_MAX_SECONDS ? seconds : PURGE_INVALID;
+}
+
+ssize_t allocshim_read_file(const char *path, char *buf, size_t size) {
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 || size == 0 ? -1 : read(fd, buf, size - 1);
+  if (fd >= 0)
+    close(fd);
+  if (n >= 0)
+    buf[n] = '\0';
+  errno = saved;
+  return n;
 }
 
 void allocshim_say(const char *fmt, ...) {

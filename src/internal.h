@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* The value of ALLOCSHIM_<suffix>, or NULL. Read with secure_getenv, so a setuid or
  * setgid program never obeys them. Every ALLOCSHIM_ variable goes through here. */
@@ -27,6 +28,10 @@ int allocshim_purge_setting(void);
 /* One line on stderr, prefixed "allocshim: ". Formats into a stack buffer and
  * write()s it, so it never allocates. */
 void allocshim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The start of a (/proc) file, read into buf and NUL-terminated: its length, or -1.
+ * Never allocates, and leaves errno as it was. */
+ssize_t allocshim_read_file(const char *path, char *buf, size_t size);
 
 /* write() until all of buf is out, past EINTR; gives up quietly on an error (a
  * diagnostic has nowhere else to go). Never allocates. */

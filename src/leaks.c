@@ -152,13 +152,8 @@ static bool put_frames(int fd, const struct stack *s, int i) {
 /* The process's thread count, from /proc without stdio (no allocation); 0 if unknown. */
 static long thread_count(void) {
   char buf[4096];
-  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-  if (fd >= 0)
-    close(fd);
-  if (n <= 0)
+  if (allocshim_read_file("/proc/self/status", buf, sizeof buf) <= 0)
     return 0;
-  buf[n] = '\0';
   const char *at = strstr(buf, "\nThreads:");
   return at ? strtol(at + 9, NULL, 10) : 0;
 }
