@@ -123,8 +123,9 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
   # operator new/delete come from src/front.c, not from jemalloc's C++ object.
   list(FILTER _members EXCLUDE REGEX "jemalloc_cpp")
   list(TRANSFORM _members PREPEND ${_dir}/ OUTPUT_VARIABLE _objects)
-  # A hook's callers call the shim instead (src/jemalloc_names.def): one objcopy on
-  # each calling member once the archive is unpacked.
+  # A hook's callers call the shim instead (src/jemalloc_names.def): each calling member
+  # is taken out, changed and put back into the renamed archive before anything is
+  # unpacked, so an interrupted build never leaves an unhooked member looking new.
   execute_process(COMMAND ${CMAKE_NM} -A ${ALLOCSHIM_JEMALLOC_PIC} OUTPUT_VARIABLE _je_nm_a
                   ERROR_QUIET COMMAND_ERROR_IS_FATAL ANY)
   allocshim_je_hook_renames(_je "${_je_nm_a}" _je_hooks)
@@ -133,14 +134,15 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
     string(REPLACE "|" ";" _hook "${_hook}")
     list(GET _hook 0 _member)
     list(GET _hook 1 _arg)
-    list(APPEND _hook_commands COMMAND ${CMAKE_OBJCOPY} ${_arg} ${_member})
+    list(APPEND _hook_commands COMMAND ${CMAKE_AR} x renamed.a ${_member}
+         COMMAND ${CMAKE_OBJCOPY} ${_arg} ${_member} COMMAND ${CMAKE_AR} r renamed.a ${_member})
   endforeach()
   add_custom_command(
     OUTPUT ${_objects}
     COMMAND ${CMAKE_COMMAND} -E copy ${ALLOCSHIM_JEMALLOC_PIC} ${_dir}/renamed.a
     COMMAND ${CMAKE_OBJCOPY} --redefine-syms=${_dir}/rename.map ${_dir}/renamed.a
-    COMMAND ${CMAKE_AR} x renamed.a ${_members}
     ${_hook_commands}
+    COMMAND ${CMAKE_AR} x renamed.a ${_members}
     WORKING_DIRECTORY ${_dir}
     DEPENDS ${ALLOCSHIM_JEMALLOC_PIC} ${_dir}/rename.map ${_names}
     COMMENT "Renaming jemalloc's public symbols: malloc becomes _malloc"

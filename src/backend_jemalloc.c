@@ -64,7 +64,7 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
 #define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:16777216"
 
 /* Idle return's state (below): the options can switch it off before it could start. */
-enum { PURGE_STATE_IDLE, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
+enum { PURGE_STATE_IDLE, PURGE_STATE_CHILD, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
 static atomic_int purge_state;
 static void purge_after_fork(void);
 
@@ -205,15 +205,24 @@ void be_start(void) {
  * reach the shim through the renamed calls of src/jemalloc_names.def ("hook"); the fast
  * paths never see them, and each event costs one load. */
 
-/* Measured (docs/PERFORMANCE.md): python3 -c pass, ls and a shell map 4-8 MiB through
- * jemalloc; a process past 64 MiB is one whose idle memory is worth a thread. */
+/* Measured (docs/PERFORMANCE.md): python3 -c pass, ls and git map 6.6-6.9 MiB through
+ * jemalloc, Python with a few imports 9-11; past 64 MiB, idle memory is worth a thread. */
 #define PURGE_THRESHOLD ((size_t)64 << 20)
 
-static atomic_size_t mapped_bytes;
+/* A forked child of a process past the mark waits for this many allocation events of
+ * its own (64 KiB each: 64 MiB) before it starts a thread: one that allocates a little
+ * and execs, or that enters a user namespace, must stay single-threaded. */
+#define PURGE_CHILD_EVENTS 1024
 
+static atomic_size_t mapped_bytes;
+static atomic_int child_events;
+
+/* MAP_FIXED calls are jemalloc committing or decommitting what it mapped already. */
 static void purge_count(size_t len, bool mapped) {
   if (!mapped) {
-    atomic_fetch_sub_explicit(&mapped_bytes, len, memory_order_relaxed);
+    size_t now = atomic_load_explicit(&mapped_bytes, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak(&mapped_bytes, &now, now > len ? now - len : 0))
+      ;
     return;
   }
   size_t total = atomic_fetch_add_explicit(&mapped_bytes, len, memory_order_relaxed) + len;
@@ -222,27 +231,54 @@ static void purge_count(size_t len, bool mapped) {
     atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_WANTED);
 }
 
+/* A process under a seccomp filter may be killed by the clone() a thread needs (a
+ * filter's default action can be SIGSYS): the shim starts none there. */
+static bool under_seccomp(void) {
+  char buf[4096];
+  if (allocshim_read_file("/proc/self/status", buf, sizeof buf) <= 0)
+    return true; /* cannot tell: the safe answer */
+  const char *at = strstr(buf, "\nSeccomp:");
+  return at == NULL || strtol(at + 9, NULL, 10) != 0;
+}
+
 static void purge_begin(void) {
   int wanted = PURGE_STATE_WANTED;
   if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
     return; /* another thread's event got here first */
+  /* The program may have switched the threads on itself (mallctl) with its own count. */
+  bool on = false;
+  size_t len = sizeof on;
+  if (under_seccomp() || _mallctl("background_thread", &on, &len, NULL, 0) != 0 || on) {
+    atomic_store(&purge_state, PURGE_STATE_OFF);
+    return;
+  }
   size_t one = 1;
-  bool on = true;
+  on = true;
+  /* jemalloc says on stderr itself when it cannot create the thread. */
   if (_mallctl("max_background_threads", NULL, NULL, &one, sizeof one) != 0 ||
       _mallctl("background_thread", NULL, NULL, &on, sizeof on) != 0)
-    atomic_store(&purge_state, PURGE_STATE_OFF); /* said nowhere: the program goes on */
+    atomic_store(&purge_state, PURGE_STATE_OFF);
 }
 
-/* A forked child has no background thread (jemalloc stops them in the child); it gets
- * its own at its next event if its heap, the parent's copy, is past the threshold. */
+/* A forked child has no background thread (jemalloc stops them in the child). If the
+ * parent had one, or wanted one, the child starts its own only after allocating
+ * PURGE_CHILD_EVENTS x 64 KiB itself. */
 static void purge_after_fork(void) {
-  int on = PURGE_STATE_ON;
-  atomic_compare_exchange_strong(&purge_state, &on, PURGE_STATE_WANTED);
+  int state = atomic_load(&purge_state);
+  if (state == PURGE_STATE_ON || state == PURGE_STATE_WANTED || state == PURGE_STATE_CHILD) {
+    atomic_store(&child_events, PURGE_CHILD_EVENTS);
+    atomic_store(&purge_state, PURGE_STATE_CHILD);
+  }
 }
 
 void _tcache_gc_event(void *tsd, uint64_t elapsed) {
   je_tcache_gc_event_handler(tsd, elapsed);
-  if (atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_WANTED)
+  int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
+  if (state == PURGE_STATE_CHILD && atomic_fetch_sub(&child_events, 1) == 1) {
+    atomic_compare_exchange_strong(&purge_state, &state, PURGE_STATE_WANTED);
+    state = PURGE_STATE_WANTED;
+  }
+  if (state == PURGE_STATE_WANTED)
     purge_begin();
 }
 
@@ -275,7 +311,8 @@ void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   }
   if (check_enabled())
     check_ranges_add(p, len);
-  purge_count(len, true);
+  if ((flags & MAP_FIXED) == 0)
+    purge_count(len, true);
   return p;
 }
 

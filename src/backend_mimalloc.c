@@ -58,7 +58,8 @@ static void purge_start(void) {
                   "mimalloc's own decommit delay is kept",
                   allocshim_env("PURGE"), PURGE_MAX_SECONDS);
   if (purge != 0 || secure_getenv("MIMALLOC_DECOMMIT_DELAY") != NULL ||
-      secure_getenv("MIMALLOC_RESET_DELAY") != NULL)
+      secure_getenv("MIMALLOC_RESET_DELAY") != NULL ||
+      secure_getenv("MIMALLOC_PURGE_DELAY") != NULL /* its name from mimalloc 2.1 on */)
     return;
   mi_option_set(mi_option_decommit_delay, 0);
 }

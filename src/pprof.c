@@ -122,9 +122,13 @@ int pprof_ready(char *why, size_t cap) {
       break;
     }
     pprof_plugin_convert fn = load_plugin(fd, dirs[i], why, cap);
-    close(fd);
-    if (fn == NULL)
+    if (fn == NULL) {
+      close(fd);
       break; /* ALLOC_ENOTSUP: the part is there but cannot work here */
+    }
+    /* The descriptor stays open for good: the loader keeps "/proc/self/fd/N" as the
+     * plugin's name, and a later dlopen of that name (a program loading a memfd) must
+     * not be handed the plugin because N was free again. */
     atomic_store(&convert, fn);
   }
   pthread_mutex_unlock(&loading);
@@ -150,7 +154,7 @@ int pprof_from_heap(int heap, char *why, size_t cap) {
   int out = memfd_create("allocshim-pprof", MFD_CLOEXEC);
   if (out < 0)
     return -1;
-  char err[512];
+  char err[512] = "";
   if (fn(heap, out, err, sizeof err) == 0)
     return out;
   snprintf(why, cap, "converting the heap profile to pprof's format: %s", err);

@@ -1,6 +1,6 @@
 /* jemalloc's heap_v2 text profile to pprof's profile.proto (gzipped), with protobuf-c's
  * generated encoder for profile.proto and zlib for the gzip stream. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include "pprof_convert.h"
 
 #include <elf.h>
@@ -53,6 +53,10 @@ struct conv {
   size_t loc_cap, n_locs;
   char **strings;
   size_t n_strings, cap_strings;
+  /* String id + 1 by hash of the string, open addressing, at most half full: a big
+   * server's profile names tens of thousands of functions. */
+  size_t *str_slot;
+  size_t str_cap;
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct conv *c, const char *fmt, ...) {
@@ -283,16 +287,45 @@ static const struct map *find_map(const struct conv *c, uint64_t a) {
   return NULL;
 }
 
+static size_t str_hash(const char *s) {
+  size_t h = 14695981039346656037ull & SIZE_MAX; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * (size_t)1099511628211ull;
+  return h;
+}
+
+/* Rebuilds the table at twice the size (or 1024 slots) from the strings so far. */
+static int str_rehash(struct conv *c) {
+  size_t cap = c->str_cap ? c->str_cap * 2 : 1024;
+  size_t *slot = calloc(cap, sizeof *slot);
+  if (!slot)
+    return fail(c, "out of memory");
+  for (size_t i = 0; i < c->n_strings; i++) {
+    size_t at = str_hash(c->strings[i]) & (cap - 1);
+    while (slot[at])
+      at = (at + 1) & (cap - 1);
+    slot[at] = i + 1;
+  }
+  free(c->str_slot);
+  c->str_slot = slot;
+  c->str_cap = cap;
+  return 0;
+}
+
 static int64_t intern(struct conv *c, const char *s) {
-  for (size_t i = 0; i < c->n_strings; i++)
-    if (strcmp(c->strings[i], s) == 0)
-      return (int64_t)i;
+  if (2 * (c->n_strings + 1) > c->str_cap && str_rehash(c) != 0)
+    return -1;
+  size_t at = str_hash(s) & (c->str_cap - 1);
+  for (; c->str_slot[at]; at = (at + 1) & (c->str_cap - 1))
+    if (strcmp(c->strings[c->str_slot[at] - 1], s) == 0)
+      return (int64_t)c->str_slot[at] - 1;
   if (grow(c, (void **)&c->strings, &c->cap_strings, c->n_strings + 1, sizeof *c->strings))
     return -1;
   char *d = strdup(s);
   if (!d)
     return fail(c, "out of memory");
   c->strings[c->n_strings] = d;
+  c->str_slot[at] = c->n_strings + 1;
   return (int64_t)c->n_strings++;
 }
 
@@ -345,12 +378,14 @@ struct named {
 static int name_frames(struct conv *c, Location *locs, struct named *nm) {
   struct symbols **syms = calloc(c->n_maps + 1, sizeof *syms);
   unsigned char *tried = calloc(c->n_maps + 1, 1);
+  /* Function id + 1 by string id; each location adds at most one string. */
+  size_t *fid_of = calloc(c->n_strings + c->n_locs + 1, sizeof *fid_of);
   nm->funcs = calloc(c->n_locs + 1, sizeof *nm->funcs);
   nm->func_ptrs = calloc(c->n_locs + 1, sizeof *nm->func_ptrs);
   nm->lines = calloc(c->n_locs + 1, sizeof *nm->lines);
   nm->line_ptrs = calloc(c->n_locs + 1, sizeof *nm->line_ptrs);
   int rc = -1;
-  if (!syms || !tried || !nm->funcs || !nm->func_ptrs || !nm->lines || !nm->line_ptrs) {
+  if (!syms || !tried || !fid_of || !nm->funcs || !nm->func_ptrs || !nm->lines || !nm->line_ptrs) {
     fail(c, "out of memory");
     goto out;
   }
@@ -370,10 +405,9 @@ static int name_frames(struct conv *c, Location *locs, struct named *nm) {
     int64_t s = intern(c, name);
     if (s < 0)
       goto out;
-    size_t f = 0;
-    while (f < nm->n_funcs && nm->funcs[f].name != s)
-      f++;
+    size_t f = fid_of[s] ? fid_of[s] - 1 : nm->n_funcs;
     if (f == nm->n_funcs) {
+      fid_of[s] = f + 1;
       nm->funcs[f] = (Function)PERFTOOLS__PROFILES__FUNCTION__INIT;
       nm->funcs[f].id = f + 1;
       nm->funcs[f].name = nm->funcs[f].system_name = s;
@@ -392,6 +426,7 @@ out:
     symbols_free(syms[m]);
   free(syms);
   free(tried);
+  free(fid_of);
   return rc;
 }
 
@@ -603,6 +638,7 @@ int pprof_convert(FILE *in, gzFile out, const struct pprof_convert_opts *opts, c
   for (size_t i = 0; i < c.n_strings; i++)
     free(c.strings[i]);
   free(c.strings);
+  free(c.str_slot);
   free(c.loc_addr);
   free(c.loc_id);
   return rc;
@@ -668,10 +704,22 @@ static int notes_build_id(const unsigned char *p, size_t n, size_t align, char *
  * comes from the dump, which anyone may have written: a FIFO must not hang the tool,
  * nor a device be opened for its side effects. Regular files only. */
 static int open_elf(const char *path, Ehdr *eh) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  /* Looked at through O_PATH first, which opens no device (a tape would rewind), then
+   * opened for reading through that very descriptor, so a swap in between is no use. */
+  int where = open(path, O_PATH | O_CLOEXEC);
+  struct stat st;
+  if (where < 0)
+    return -1;
+  if (fstat(where, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(where);
+    return -1;
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", where);
+  int fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  close(where);
   if (fd < 0)
     return -1;
-  struct stat st;
   static const union {
     uint16_t u;
     unsigned char b[2];

@@ -104,7 +104,10 @@ static int command(char *line, FILE *out) {
     char path[4096], cwd[4000];
     if (getcwd(cwd, sizeof cwd) == NULL)
       return reply(out, "ERR %s", strerror(errno)), 0;
-    snprintf(path, sizeof path, "%s/kv-server.%ld.%u.pb.gz", cwd, (long)getpid(), seq++);
+    /* A name cut short would lose the ending that asks for pprof's format. */
+    if ((size_t)snprintf(path, sizeof path, "%s/kv-server.%ld.%u.pb.gz", cwd, (long)getpid(),
+                         seq++) >= sizeof path)
+      return reply(out, "ERR %s", strerror(ENAMETOOLONG)), 0;
     int st = alloc_profile_dump(path);
     st == ALLOC_OK ? reply(out, "OK %s", path)
                    : reply(out, "ERR %s (%s)", alloc_strerror(st), strerror(errno));

@@ -9,8 +9,11 @@
  *                                     most LIMIT_MIB within SECONDS, without allocating
  *        idle_check quiet MIB        as exited, then no thread may wake up more than
  *                                     twice in 3 s once the memory is back
- *        idle_check fork MIB         the burst in the parent, then again in a forked
- *                                     child and in the parent: both give memory back */
+ *        idle_check fork MIB          the burst in the parent, then again in a forked
+ *                                     child and in the parent: both give memory back
+ *        idle_check fork_unshare MIB  the burst in the parent; a forked child that
+ *                                     allocates a little stays single-threaded, and
+ *                                     unshare(CLONE_NEWUSER) works in it */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -202,6 +205,27 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
   }
-  fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork ...\n");
+  if (strcmp(mode, "fork_unshare") == 0) {
+    run_burst(false, t);
+    if (!returned_within(30, 64, "parent, before fork"))
+      return 1;
+    pid_t pid = fork();
+    if (pid < 0)
+      return 2;
+    if (pid == 0) {
+      if (small() != 0)
+        _exit(1);
+      if (unshare(CLONE_NEWUSER) != 0) {
+        printf("child: unshare(CLONE_NEWUSER): %s\n", strerror(errno));
+        _exit(1);
+      }
+      printf("child: unshare(CLONE_NEWUSER): ok\n");
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  }
+  fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork|fork_unshare ...\n");
   return 2;
 }

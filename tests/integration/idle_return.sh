@@ -34,6 +34,9 @@ unshare)
   # Only where the kernel lets this user make a user namespace at all.
   unshare -U true 2>/dev/null || { echo "idle_return: SKIP: no user namespaces here"; exit 77; }
   run "$prog" unshare || fail "unshare(CLONE_NEWUSER) failed under the shim"
+  # The child of a process that started the thread stays without one until it has
+  # allocated 64 MiB itself.
+  run ALLOCSHIM_PURGE=$short "$prog" fork_unshare $MIB || fail "unshare(CLONE_NEWUSER) failed in a forked child"
   ;;
 return)
   # jemalloc's default: within 30 s of the frees, with no allocation call in between.
