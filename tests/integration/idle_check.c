@@ -143,6 +143,22 @@ static long wakeups(void) {
   return total;
 }
 
+/* The burst, its memory back in the parent, then fork(): the child's pid, 0 in the
+ * child, or -1 (said) when the parent kept its memory or could not fork. */
+static pid_t fork_after_burst(pthread_t t[2]) {
+  run_burst(false, t);
+  if (!returned_within(30, 64, "parent, before fork"))
+    return -1;
+  return fork();
+}
+
+/* Whether the child ended with status 0. */
+static bool child_ok(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static int small(void) {
   for (int i = 0; i < 1000; i++)
     free(malloc((size_t)(16 + i)));
@@ -191,27 +207,19 @@ int main(int argc, char **argv) {
     return woke <= 2 ? 0 : 1;
   }
   if (strcmp(mode, "fork") == 0) {
-    run_burst(false, t);
-    if (!returned_within(30, 64, "parent, before fork"))
-      return 1;
-    pid_t pid = fork();
+    pid_t pid = fork_after_burst(t);
     if (pid < 0)
-      return 2;
+      return 1;
     run_burst(false, t);
     bool ok = returned_within(30, 64, pid == 0 ? "child" : "parent, after fork");
     if (pid == 0)
       _exit(ok ? 0 : 1);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+    return ok && child_ok(pid) ? 0 : 1;
   }
   if (strcmp(mode, "fork_unshare") == 0) {
-    run_burst(false, t);
-    if (!returned_within(30, 64, "parent, before fork"))
-      return 1;
-    pid_t pid = fork();
+    pid_t pid = fork_after_burst(t);
     if (pid < 0)
-      return 2;
+      return 1;
     if (pid == 0) {
       if (small() != 0)
         _exit(1);
@@ -222,9 +230,7 @@ int main(int argc, char **argv) {
       printf("child: unshare(CLONE_NEWUSER): ok\n");
       _exit(0);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+    return child_ok(pid) ? 0 : 1;
   }
   fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork|fork_unshare ...\n");
   return 2;
