@@ -56,6 +56,9 @@ int profile_write_memfd(int mem, char *written, size_t cap);
  * descriptor, or -1 with errno; an untrusted directory gives EPERM, and `why` says
  * "refusing <doing> <dir>: <which one> is <why>". */
 int trusted_dir_open(const char *dir, bool create, const char *doing, char *why, size_t cap);
+/* Whether a file or directory owned by `uid` is trusted: root's, or the process's own
+ * when its real, effective and saved uids are all that one. */
+bool trusted_owner(uid_t uid);
 /* Whether a pprof dump can be made: ALLOC_OK once the converter plugin is loaded
  * (src/pprof.c), else ALLOC_ENOTSUP (not installed, or cannot load) or ALLOC_EIO with
  * errno EPERM (found in an untrusted place), with `why` saying which. */

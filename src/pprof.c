@@ -69,7 +69,7 @@ static int open_plugin(const char *dir, char *why, size_t cap) {
     bad = "unreadable";
   else if (!S_ISREG(st.st_mode))
     bad = "not a regular file";
-  else if (st.st_uid != 0 && st.st_uid != geteuid())
+  else if (!trusted_owner(st.st_uid))
     bad = "owned by another user";
   else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
     bad = "writable by its group or others";

@@ -75,7 +75,13 @@ static int profile_ready(void) {
  * it; it sits in a directory already trusted, so nobody else can swap it. The walk
  * ends in a descriptor, and every later operation is relative to it. */
 
-static bool trusted_owner(uid_t uid) { return uid == 0 || uid == geteuid(); }
+bool trusted_owner(uid_t uid) {
+  /* A root daemon that has switched its effective uid to a user's for a while (its
+   * saved uid still root) must not trust that user's files: code of theirs loaded then
+   * could take root back. The euid counts only when it is the process's whole identity. */
+  uid_t r, e, s;
+  return uid == 0 || (getresuid(&r, &e, &s) == 0 && uid == e && r == e && s == e);
+}
 
 /* Why `st` (a directory) is not to be trusted, or NULL. */
 static const char *distrust(const struct stat *st, char *buf, size_t cap) {

@@ -206,6 +206,25 @@ plugin)
     try 14 'owned by another user' "a plugin owned by nobody"
     chown 0 "$copy"
   fi
+  # A root process acting as nobody for a while (seteuid, its saved uid still 0) must
+  # not take nobody's plugin for its own: that code could take root back.
+  if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+    nobody=$(id -u nobody)
+    mkdir -p "$tmp/sw/lib/allocshim"
+    cp "$lib" "$tmp/sw/lib/liballocshim.so"
+    cp "$plugin" "$tmp/sw/lib/allocshim/"
+    chown -R "$nobody" "$tmp/sw/lib"
+    chmod 755 "$tmp" "$tmp/sw"
+    rc=0
+    LD_PRELOAD=$tmp/sw/lib/liballocshim.so ALLOCSHIM_PROF=1 "$prog" --euid "$nobody" "$tmp/sw/lib/out.pb.gz" \
+      >"$tmp/run.out" 2>"$tmp/run.err" || rc=$?
+    [ $rc -eq 14 ] || { cat "$tmp/run.out" "$tmp/run.err"; fail "seteuid(nobody): exit $rc, not 14"; }
+    grep -q 'refusing to load the pprof converter from .*owned by uid' "$tmp/run.err" ||
+      { cat "$tmp/run.err"; fail "seteuid(nobody): no refusal said"; }
+    [ ! -e "$tmp/sw/lib/out.pb.gz" ] || fail "seteuid(nobody): a profile was written"
+    echo "pprof: a root process as euid nobody: $(head -n 1 "$tmp/run.err")"
+    chmod 700 "$tmp"
+  fi
   mv "$copy" "$copy.real"
   ln -s "$copy.real" "$copy"
   try 14 'cannot open the pprof converter' "a symlink in the plugin's place"

@@ -3,7 +3,11 @@
  * usage: pprof_hold            hold, and exit
  *        pprof_hold PATH       hold, dump to PATH with alloc_profile_dump, and exit
  *                              with 0 or 10 - its status (11 for ALLOC_ENOTSUP, ...)
- *        pprof_hold --wait     hold, say "ready", and wait to be killed */
+ *        pprof_hold --wait     hold, say "ready", and wait to be killed
+ *        pprof_hold --euid UID PATH
+ *                              as PATH, after seteuid(UID) (a root daemon acting
+ *                              for a user for a while, its saved uid still 0) */
+#define _GNU_SOURCE
 #include <allocshim.h>
 #include <errno.h>
 #include <stdio.h>
@@ -49,6 +53,11 @@ int main(int argc, char **argv) {
     fflush(stdout);
     for (;;)
       pause();
+  }
+  if (argc == 4 && strcmp(argv[1], "--euid") == 0) {
+    if (seteuid((uid_t)atoi(argv[2])) != 0)
+      return 3;
+    argv[1] = argv[3];
   }
   if (argc > 1) {
     if (!alloc_profile_dump)
