@@ -203,10 +203,13 @@ else()
     # measured and tested is the distribution's release build.
     # mimalloc reads MIMALLOC_* straight from environ, setuid and setgid programs
     # included; its one read of environ (src/options.c) goes to src/backend_mimalloc.c,
-    # which hands such a program an empty environment, as secure_getenv would.
+    # which hands such a program an empty environment, as secure_getenv would. Its
+    # clock reads, made exactly when it schedules or runs a delayed decommit, go there
+    # too: they wake idle return's thread.
     target_compile_definitions(allocshim_mimalloc PRIVATE MI_SHARED_LIB MI_SHARED_LIB_EXPORT MI_DEBUG=0
                                _ZSt15get_new_handlerv=mi_no_cxx_new_handler
-                               "environ=(*allocshim_mi_environ())")
+                               "environ=(*allocshim_mi_environ())"
+                               clock_gettime=allocshim_mi_clock_gettime)
     target_compile_options(allocshim_mimalloc PRIVATE -w -O2 -fvisibility=hidden -ftls-model=initial-exec)
     set_target_properties(allocshim_mimalloc PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11
                           C_EXTENSIONS ON)

@@ -205,10 +205,6 @@ void be_start(void) {
  * reach the shim through the renamed calls of src/jemalloc_names.def ("hook"); the fast
  * paths never see them, and each event costs one load. */
 
-/* Measured (docs/PERFORMANCE.md): python3 -c pass, ls and git map 6.6-6.9 MiB through
- * jemalloc, Python with a few imports 9-11; past 64 MiB, idle memory is worth a thread. */
-#define PURGE_THRESHOLD ((size_t)64 << 20)
-
 /* A forked child of a process past the mark waits for this many allocation events of
  * its own (64 KiB each: 64 MiB) before it starts a thread: one that allocates a little
  * and execs, or that enters a user namespace, must stay single-threaded. */
@@ -231,16 +227,6 @@ static void purge_count(size_t len, bool mapped) {
     atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_WANTED);
 }
 
-/* A process under a seccomp filter may be killed by the clone() a thread needs (a
- * filter's default action can be SIGSYS): the shim starts none there. */
-static bool under_seccomp(void) {
-  char buf[4096];
-  if (allocshim_read_file("/proc/self/status", buf, sizeof buf) <= 0)
-    return true; /* cannot tell: the safe answer */
-  const char *at = strstr(buf, "\nSeccomp:");
-  return at == NULL || strtol(at + 9, NULL, 10) != 0;
-}
-
 static void purge_begin(void) {
   int wanted = PURGE_STATE_WANTED;
   if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
@@ -248,7 +234,7 @@ static void purge_begin(void) {
   /* The program may have switched the threads on itself (mallctl) with its own count. */
   bool on = false;
   size_t len = sizeof on;
-  if (under_seccomp() || _mallctl("background_thread", &on, &len, NULL, 0) != 0 || on) {
+  if (allocshim_under_seccomp() || _mallctl("background_thread", &on, &len, NULL, 0) != 0 || on) {
     atomic_store(&purge_state, PURGE_STATE_OFF);
     return;
   }

@@ -42,26 +42,182 @@ static void errno_from_mimalloc(int err, void *arg) {
     errno = ENOMEM;
 }
 
-/* Idle return. mimalloc gives a freed page back (decommits it) decommit_delay ms after
- * it became free, but only when the thread that owns it next calls into mimalloc: a
- * thread that goes idle keeps its free pages for good, and no other thread may take
- * them back for it (measured: 217 MiB held 10 s on with a 1 s delay). With no delay
- * the page goes back from the free itself, and nothing has to wake up later; but that
- * costs too much to be the default (docs/PERFORMANCE.md: bench/ "large" 125 times
- * slower, "mixed" 7 times). So only ALLOCSHIM_PURGE=0 asks for it here; any other value
- * keeps mimalloc's own 25 ms, and MIMALLOC_DECOMMIT_DELAY (or its old name
- * MIMALLOC_RESET_DELAY) has the last word, as every MIMALLOC_ option. */
+/* ---- Idle return ----------------------------------------------------------------------
+ * mimalloc 2.0.9 gives freed memory back on two clocks, both read only when some thread
+ * next calls into it, so a program that goes quiet keeps its peak for good:
+ *  - a segment left wholly free, or by a thread that ended, waits segment_decommit_delay
+ *    ms (500) in a cache, or on the abandoned list, where any thread may purge it. The
+ *    shim's purging thread does (mi_collect on its own heap), PURGE_PERIOD_DEFAULT s (or
+ *    ALLOCSHIM_PURGE s) after something was freed, and sleeps for good once two passes
+ *    found nothing new.
+ *  - a free page inside a segment is decommitted decommit_delay ms after it became free
+ *    (25, pushed back 1 ms by each later free), and only by the thread owning the
+ *    segment, which changes those records without locks: no other thread may do it, so
+ *    an idle thread keeps what its last burst freed. Only an ALLOCSHIM_PURGE setting
+ *    asks the owners to decommit as they free (1 ms batches, never pushed back; 0: at
+ *    once), because that costs some workloads hundreds of times their time
+ *    (docs/PERFORMANCE.md).
+ * A thread costs every process, and a second one forbids unshare(CLONE_NEWUSER): it is
+ * started only once mimalloc has committed PURGE_THRESHOLD bytes, from mimalloc's
+ * deferred-free call (mi_register_deferred_free; a program that registers its own
+ * replaces it), which runs at the start of an allocation's slow path, outside every
+ * mimalloc lock and not reentered while it runs. What wakes the thread: in the
+ * compiled-in mimalloc every read of the clock, which mimalloc makes exactly when it
+ * schedules or runs a delayed decommit (the build renames its clock_gettime to
+ * allocshim_mi_clock_gettime); through libmimalloc.so only the allocation slow path, so
+ * there memory freed long after the last allocation waits for the next one. */
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#define PURGE_PERIOD_DEFAULT 10 /* s: jemalloc's dirty decay, for the same promise */
+
+enum { PURGE_STATE_IDLE, PURGE_STATE_ON, PURGE_STATE_OFF };
+static atomic_int purge_state;
+static atomic_size_t purge_base; /* committed bytes at fork, in a forked child */
+static atomic_int purge_poked;   /* something changed since the purger last looked */
+static atomic_int purge_parked;  /* the futex the purger sleeps on when nothing did */
+static pthread_t purger_thread;
+static unsigned purge_period = PURGE_PERIOD_DEFAULT;
+
+static size_t committed_bytes(void);
+
+static void purge_poke(void) {
+  if (atomic_load_explicit(&purge_state, memory_order_relaxed) != PURGE_STATE_ON ||
+      pthread_equal(pthread_self(), purger_thread))
+    return;
+  if (!atomic_load_explicit(&purge_poked, memory_order_relaxed))
+    atomic_store_explicit(&purge_poked, 1, memory_order_release);
+  if (atomic_load_explicit(&purge_parked, memory_order_relaxed) &&
+      atomic_exchange(&purge_parked, 0))
+    syscall(SYS_futex, &purge_parked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts);
+int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
+  int r = clock_gettime(clock, ts);
+  purge_poke();
+  return r;
+}
+#endif
+
+/* The purger: a pass once the period has passed since a poke, and more while pokes keep
+ * coming. A pass that followed no poke is made once more (through libmimalloc.so, frees
+ * made just after the last poke are seen only by it), then the thread sleeps until the
+ * next poke. The period outlasts the segment cache's delay, so a pass finds everything
+ * freed before its sleep began expired. */
+static void *purger(void *arg) {
+  (void)arg;
+  mi_thread_init(); /* mi_collect acts on the calling thread's heap: it needs one */
+  long cache_ms = mi_option_get(mi_option_segment_decommit_delay);
+  long long ns = (long long)purge_period * 1000000000LL;
+  if (ns < (cache_ms + 100) * 1000000LL)
+    ns = (cache_ms + 100) * 1000000LL;
+  for (int quiet = 0;;) {
+    atomic_store(&purge_parked, 1);
+    if (atomic_exchange(&purge_poked, 0)) {
+      quiet = 0;
+    } else if (quiet++ == 1) {
+      while (atomic_load(&purge_parked))
+        syscall(SYS_futex, &purge_parked, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+      atomic_store(&purge_poked, 0);
+      quiet = 0;
+    }
+    atomic_store(&purge_parked, 0);
+    struct timespec t = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+    while (nanosleep(&t, &t) != 0)
+      ;
+    mi_collect(false);
+  }
+  return NULL;
+}
+
+/* The thread takes none of the program's signals, and needs little stack. */
+static void purge_begin(void) {
+  int idle = PURGE_STATE_IDLE;
+  if (!atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_ON))
+    return;
+  if (allocshim_under_seccomp()) {
+    atomic_store(&purge_state, PURGE_STATE_OFF);
+    return;
+  }
+  pthread_attr_t attr;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 << 10);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  if (pthread_create(&purger_thread, &attr, purger, NULL) != 0) {
+    allocshim_say("idle return off: no thread for it");
+    atomic_store(&purge_state, PURGE_STATE_OFF);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+}
+
+/* mimalloc's deferred-free call; heartbeat counts this thread's slow paths. */
+static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) {
+  (void)force, (void)arg;
+  int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
+  if (state == PURGE_STATE_ON)
+    purge_poke();
+  else if (state == PURGE_STATE_IDLE && heartbeat % 64 == 0 &&
+           committed_bytes() >= atomic_load(&purge_base) + PURGE_THRESHOLD)
+    purge_begin();
+}
+
+/* A forked child has no purger: it starts its own once it has committed another
+ * PURGE_THRESHOLD bytes itself, so a child that allocates a little and execs, or enters
+ * a user namespace, stays single-threaded. */
+static void purge_after_fork(void) {
+  if (atomic_load(&purge_state) == PURGE_STATE_ON) {
+    atomic_store(&purge_base, committed_bytes());
+    atomic_store(&purge_poked, 0);
+    atomic_store(&purge_parked, 0);
+    atomic_store(&purge_state, PURGE_STATE_IDLE);
+  }
+}
+
+/* The defaults, in this one place. A MIMALLOC_ variable a user set for the option (any
+ * of its names: decommit_delay was reset_delay before 2.0 and is purge_delay from 2.1)
+ * has the last word, as every MIMALLOC_ option. */
+static void purge_option(mi_option_t option, long value, const char *const *names) {
+  char var[64];
+  for (; *names != NULL; names++) {
+    snprintf(var, sizeof var, "MIMALLOC_%s", *names);
+    if (secure_getenv(var) != NULL)
+      return;
+  }
+  mi_option_set(option, value);
+}
+
 static void purge_start(void) {
   int purge = allocshim_purge_setting();
   if (purge == PURGE_INVALID)
     allocshim_say("ALLOCSHIM_PURGE=%s refused: it is off or whole seconds from 0 to %d; "
-                  "mimalloc's own decommit delay is kept",
+                  "the default is kept",
                   allocshim_env("PURGE"), PURGE_MAX_SECONDS);
-  if (purge != 0 || secure_getenv("MIMALLOC_DECOMMIT_DELAY") != NULL ||
-      secure_getenv("MIMALLOC_RESET_DELAY") != NULL ||
-      secure_getenv("MIMALLOC_PURGE_DELAY") != NULL /* its name from mimalloc 2.1 on */)
+  if (purge == PURGE_OFF) {
+    atomic_store(&purge_state, PURGE_STATE_OFF);
     return;
-  mi_option_set(mi_option_decommit_delay, 0);
+  }
+  static const char *const delay[] = {"DECOMMIT_DELAY", "RESET_DELAY", "PURGE_DELAY", NULL};
+  static const char *const extend[] = {"DECOMMIT_EXTEND_DELAY", "PURGE_EXTEND_DELAY", NULL};
+  static const char *const cache[] = {"SEGMENT_DECOMMIT_DELAY", NULL};
+  if (purge >= 0) { /* asked for: the owners decommit as they free, at a measured cost */
+    purge_option(mi_option_decommit_delay, purge == 0 ? 0 : 1, delay);
+    purge_option(mi_option_decommit_extend_delay, 0, extend);
+  }
+  if (purge == 0)
+    purge_option(mi_option_segment_decommit_delay, 0, cache);
+  purge_period = purge > 0 ? (unsigned)purge : purge == 0 ? 1 : PURGE_PERIOD_DEFAULT;
+  mi_register_deferred_free(purge_deferred, NULL);
+  pthread_atfork(NULL, NULL, purge_after_fork);
 }
 
 void be_start(void) {
@@ -234,6 +390,7 @@ void be_stats(alloc_stats_t *out) {
 size_t be_returned_bytes(void) { return ALLOC_STAT_UNKNOWN; }
 
 bool be_purge(void) {
+  mi_thread_init(); /* mi_collect acts on this thread's heap, which it may not have yet */
   size_t before = committed_bytes(), rss = resident_bytes();
   mi_collect(true);
   return committed_bytes() < before || resident_bytes() < rss;

@@ -24,6 +24,14 @@ bool allocshim_env_flag(const char *suffix);
 #define PURGE_INVALID     (-3)
 #define PURGE_MAX_SECONDS 86400
 int allocshim_purge_setting(void);
+/* Idle return starts its thread only once the backend holds this much (jemalloc: mapped,
+ * mimalloc: committed). Measured (docs/PERFORMANCE.md): python3 -c pass, ls and git
+ * map 6.6-6.9 MiB through jemalloc, Python with a few imports 9-11; past 64 MiB, idle
+ * memory is worth a thread. */
+#define PURGE_THRESHOLD ((size_t)64 << 20)
+/* Whether a seccomp filter is on: one may kill the process on the clone() a thread
+ * needs, so idle return starts none. True when /proc cannot tell. */
+bool allocshim_under_seccomp(void);
 
 /* One line on stderr, prefixed "allocshim: ". Formats into a stack buffer and
  * write()s it, so it never allocates. */

@@ -13,11 +13,16 @@
  *                                     child and in the parent: both give memory back
  *        idle_check fork_unshare MIB  the burst in the parent; a forked child that
  *                                     allocates a little stays single-threaded, and
- *                                     unshare(CLONE_NEWUSER) works in it */
+ *                                     unshare(CLONE_NEWUSER) works in it
+ *        idle_check seccomp|plain MIB half the burst on the main thread alone, under
+ *                                     an allow-all seccomp filter or not; prints the
+ *                                     thread count after it */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -232,6 +238,20 @@ int main(int argc, char **argv) {
     }
     return child_ok(pid) ? 0 : 1;
   }
-  fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork|fork_unshare ...\n");
+  if (strcmp(mode, "seccomp") == 0 || strcmp(mode, "plain") == 0) {
+    /* A filter that allows everything: what counts is that one is installed. */
+    struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog filter = {1, &allow};
+    if (mode[0] == 's' && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+                           prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter) != 0)) {
+      printf("seccomp: %s\n", strerror(errno));
+      return 2;
+    }
+    burst(NULL);
+    printf("%s: %ld thread(s) after the burst\n", mode, thread_count());
+    return 0;
+  }
+  fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork|fork_unshare|seccomp|"
+                  "plain ...\n");
   return 2;
 }
