@@ -58,10 +58,15 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * jemalloc 5.3 purges a free extent of 8 MiB or more (after coalescing) at once, and
  * serves such requests from an arena that keeps nothing: a program cycling through
  * blocks of a few MiB page-faults on every reuse (bench/ "large": 2x glibc's time).
- * At 16 MiB that workload runs 13x faster with the same peak RSS (32 MiB, glibc's
- * largest mmap threshold, costs 4% more RSS for no more speed); the 10 s decay still
- * returns the memory. */
-#define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:16777216"
+ * At 16 MiB that workload ran 13x faster with the same peak RSS, and 32 MiB (glibc's
+ * largest mmap threshold) costs it 4% more RSS; 32 MiB it is, because blocks of 16-32
+ * MiB are then recycled too, which the zeroing below needs ("hugecalloc": 9.6 s -> 0.5
+ * s at a tenth of its size). The 10 s decay still returns the memory.
+ * HUGE_BLOCK is also where zeroing stops using memset (below): one number. */
+#define HUGE_BLOCK                  33554432
+#define STR_OF(x)                   #x
+#define STR(x)                      STR_OF(x)
+#define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:" STR(HUGE_BLOCK)
 
 /* Idle return's state (below): the options can switch it off before it could start. */
 enum { PURGE_STATE_IDLE, PURGE_STATE_CHILD, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
@@ -272,6 +277,22 @@ void _tcache_gc_dalloc_event(void *tsd, uint64_t elapsed) {
   je_tcache_gc_dalloc_event_handler(tsd, elapsed);
   if (atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_WANTED)
     purge_begin();
+}
+
+/* ---- Zeroing ---------------------------------------------------------------------------
+ * calloc served from a recycled extent needs it zeroed, and jemalloc 5.3 does that by
+ * purging it (MADV_DONTNEED), unless thp:always: then it memsets. Purged, every page of
+ * the block faults a fresh zero page in at its first touch, which costs more than
+ * writing the zeros to pages still resident (bench/ "hugecalloc", blocks of 5-25 MiB
+ * replaced 2000 times: docs/PERFORMANCE.md). Below HUGE_BLOCK the shim memsets, as
+ * glibc does for a recycled chunk below its largest mmap threshold; a larger calloc'd
+ * block may be touched sparsely, and purging keeps the untouched part out of memory,
+ * so jemalloc's way stays there. */
+void _ehooks_zero(void *addr, size_t size) {
+  if (size < HUGE_BLOCK)
+    memset(addr, 0, size);
+  else
+    je_ehooks_default_zero_impl(addr, size);
 }
 
 /* ---- Checked mode ---------------------------------------------------------------------

@@ -155,7 +155,7 @@ static void test_creat_only_new_files(void **state) {
 
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
  * the user's last (jemalloc lets the last word win). */
-#define DEFAULTS "oversize_threshold:16777216"
+#define DEFAULTS "oversize_threshold:33554432"
 /* What _secure_getenv gives jemalloc: head, then checked mode's own last word. */
 static void assert_conf(const char *head) {
   char want[512];
@@ -198,8 +198,33 @@ static void test_oversize_threshold(void **state) {
   size_t opt = 0, arena0 = 0, len = sizeof opt;
   assert_int_equal(__real__mallctl("opt.oversize_threshold", &opt, &len, NULL, 0), 0);
   assert_int_equal(__real__mallctl("arena.0.oversize_threshold", &arena0, &len, NULL, 0), 0);
-  assert_int_equal(opt, 16u << 20);
+  assert_int_equal(opt, 32u << 20);
   assert_int_equal(arena0, opt);
+}
+
+/* calloc from a recycled extent: below 32 MiB the shim zeroes it with memset
+ * (_ehooks_zero), above it jemalloc purges it. Either way every byte reads zero, and
+ * the block is where the one just freed was (so the recycled path was the one taken). */
+static void test_calloc_recycled_zeroed(void **state) {
+  (void)state;
+  static const size_t sizes[] = {(size_t)20 << 20, (size_t)40 << 20};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    unsigned char *p = be_malloc(n);
+    assert_non_null(p);
+    memset(p, 0xa5, n);
+    be_free(p);
+    unsigned char *q = be_calloc(1, n);
+    assert_non_null(q);
+    size_t nonzero = 0;
+    for (size_t j = 0; j < n; j++)
+      nonzero += q[j] != 0;
+    assert_int_equal(nonzero, 0);
+    /* The same extent; jemalloc offsets a large block into its first page at random. */
+    if (n < (size_t)32 << 20)
+      assert_int_equal((uintptr_t)q >> 12, (uintptr_t)p >> 12);
+    be_free(q);
+  }
 }
 
 /* jemalloc's extended API is the shim's, for programs built against libjemalloc. */
@@ -233,6 +258,7 @@ int main(void) {
       cmocka_unit_test_setup(test_dump_backend_failure, reset),
       cmocka_unit_test_setup(test_creat_only_new_files, reset),
       cmocka_unit_test_setup(test_conf, reset),
+      cmocka_unit_test_setup(test_calloc_recycled_zeroed, reset),
       cmocka_unit_test_setup(test_oversize_threshold, reset),
       cmocka_unit_test_setup(test_extended_api, reset),
       cmocka_unit_test_setup(test_owns, reset),

@@ -12,9 +12,9 @@
 #define MAX_THREADS 64
 #define HELD        4
 
-/* 64 KiB: a large class from a shared arena; 17 MiB: above the shim's 16 MiB oversize
+/* 64 KiB: a large class from a shared arena; 33 MiB: above the shim's 32 MiB oversize
  * threshold, mapped and (with retain:false) unmapped on every use; 3 MiB in between. */
-static const size_t sizes[] = {64 << 10, 17 << 20, 64 << 10, 3 << 20};
+static const size_t sizes[] = {64 << 10, 33 << 20, 64 << 10, 3 << 20};
 
 static long rounds;
 static atomic_long bad;
