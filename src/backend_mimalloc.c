@@ -21,6 +21,14 @@
 #include <unistd.h>
 
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* The compiled-in mimalloc's internals: its statistics and, in checked mode, its page
+ * records. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include <mimalloc-internal.h>
+#pragma GCC diagnostic pop
+
 /* mimalloc's MIMALLOC_* options come from environ, read through this (the build
  * renames mimalloc's one use of environ; cmake/AllocshimBackend.cmake): a setuid or
  * setgid program sees no environment there, as it would through secure_getenv.
@@ -61,11 +69,15 @@ static void errno_from_mimalloc(int err, void *arg) {
  * started only once mimalloc has committed PURGE_THRESHOLD bytes, from mimalloc's
  * deferred-free call (mi_register_deferred_free; a program that registers its own
  * replaces it), which runs at the start of an allocation's slow path, outside every
- * mimalloc lock and not reentered while it runs. What wakes the thread: in the
- * compiled-in mimalloc every read of the clock, which mimalloc makes exactly when it
- * schedules or runs a delayed decommit (the build renames its clock_gettime to
- * allocshim_mi_clock_gettime); through libmimalloc.so only the allocation slow path, so
- * there memory freed long after the last allocation waits for the next one. */
+ * mimalloc lock and not reentered while it runs. The compiled-in mimalloc's mmap and
+ * mprotect calls (renamed to the shim's: cmake/AllocshimBackend.cmake) watch for the
+ * mark, and the call is registered only once it is passed and gone once the thread
+ * runs, so the slow paths pay nothing (bench/ "small" paid 0.8% for a call on each).
+ * What wakes the thread there is every read of the clock, which mimalloc makes exactly
+ * when it schedules or runs a delayed decommit (clock_gettime, renamed too). Through
+ * libmimalloc.so nothing can be renamed: the call stays, looks at the mark on one slow
+ * path in 256, then wakes the thread, so there memory freed long after the last
+ * allocation waits for the next one. */
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -75,7 +87,7 @@ static void errno_from_mimalloc(int err, void *arg) {
 
 #define PURGE_PERIOD_DEFAULT 10 /* s: jemalloc's dirty decay, for the same promise */
 
-enum { PURGE_STATE_IDLE, PURGE_STATE_ON, PURGE_STATE_OFF };
+enum { PURGE_STATE_IDLE, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
 static atomic_int purge_state;
 static atomic_size_t purge_base; /* committed bytes at fork, in a forked child */
 static atomic_int purge_poked;   /* something changed since the purger last looked */
@@ -96,7 +108,38 @@ static void purge_poke(void) {
     syscall(SYS_futex, &purge_parked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Past the mark, counting what is being committed now; a forked child counts from what
+ * it had at the fork. */
+static bool purge_past_mark(size_t adding) {
+  return committed_bytes() + adding >=
+         atomic_load_explicit(&purge_base, memory_order_relaxed) + PURGE_THRESHOLD;
+}
+
+static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
+
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+static void purge_watch(size_t adding) {
+  int idle = PURGE_STATE_IDLE;
+  if (atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_IDLE &&
+      purge_past_mark(adding) &&
+      atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_WANTED))
+    mi_register_deferred_free(purge_deferred, NULL);
+}
+
+void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  void *p = mmap(addr, len, prot, flags, fd, off);
+  purge_watch(p != MAP_FAILED && (prot & PROT_WRITE) ? len : 0);
+  return p;
+}
+
+int allocshim_mi_mprotect(void *addr, size_t len, int prot);
+int allocshim_mi_mprotect(void *addr, size_t len, int prot) {
+  int r = mprotect(addr, len, prot);
+  purge_watch(r == 0 && (prot & PROT_WRITE) ? len : 0);
+  return r;
+}
+
 int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts);
 int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
   int r = clock_gettime(clock, ts);
@@ -136,12 +179,13 @@ static void *purger(void *arg) {
   return NULL;
 }
 
-/* The thread takes none of the program's signals, and needs little stack. */
+/* The thread takes none of the program's signals, and needs little stack. The setting
+ * is read again here: mimalloc may pass the mark before the shim's constructor ran. */
 static void purge_begin(void) {
-  int idle = PURGE_STATE_IDLE;
-  if (!atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_ON))
+  int wanted = PURGE_STATE_WANTED;
+  if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
     return;
-  if (allocshim_under_seccomp()) {
+  if (allocshim_purge_setting() == PURGE_OFF || allocshim_under_seccomp()) {
     atomic_store(&purge_state, PURGE_STATE_OFF);
     return;
   }
@@ -164,18 +208,32 @@ static void purge_begin(void) {
 static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) {
   (void)force, (void)arg;
   int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+  (void)heartbeat;
+  if (state == PURGE_STATE_WANTED) {
+    mi_register_deferred_free(NULL, NULL);
+    purge_begin();
+  }
+#else
+  int idle = PURGE_STATE_IDLE;
   if (state == PURGE_STATE_ON)
     purge_poke();
-  else if (state == PURGE_STATE_IDLE && heartbeat % 64 == 0 &&
-           committed_bytes() >= atomic_load(&purge_base) + PURGE_THRESHOLD)
+  else if (state == PURGE_STATE_IDLE && heartbeat % 256 == 0 && purge_past_mark(0) &&
+           atomic_compare_exchange_strong(&purge_state, &idle, PURGE_STATE_WANTED))
     purge_begin();
+#endif
 }
 
 /* A forked child has no purger: it starts its own once it has committed another
  * PURGE_THRESHOLD bytes itself, so a child that allocates a little and execs, or enters
  * a user namespace, stays single-threaded. */
 static void purge_after_fork(void) {
-  if (atomic_load(&purge_state) == PURGE_STATE_ON) {
+  int state = atomic_load(&purge_state);
+  if (state == PURGE_STATE_ON || state == PURGE_STATE_WANTED) {
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+    mi_register_deferred_free(NULL, NULL);
+#endif
+    purger_thread = (pthread_t)0; /* the parent's; its id may be a new thread's here */
     atomic_store(&purge_base, committed_bytes());
     atomic_store(&purge_poked, 0);
     atomic_store(&purge_parked, 0);
@@ -216,7 +274,9 @@ static void purge_start(void) {
   if (purge == 0)
     purge_option(mi_option_segment_decommit_delay, 0, cache);
   purge_period = purge > 0 ? (unsigned)purge : purge == 0 ? 1 : PURGE_PERIOD_DEFAULT;
+#if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   mi_register_deferred_free(purge_deferred, NULL);
+#endif
   pthread_atfork(NULL, NULL, purge_after_fork);
 }
 
@@ -240,11 +300,6 @@ bool be_owns(const void *p) {
  * ppc64el's 64 KiB pages it missed freed small blocks, and the i686 layout was never
  * read; there, as through libmimalloc.so, only foreign pointers are told. */
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE) && (defined(__x86_64__) || defined(__aarch64__))
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#include <mimalloc-internal.h>
-#pragma GCC diagnostic pop
 
 /* The segment holding p, or NULL: the one p's address rounds down to, unless p lies
  * deep in a huge block, whose segment starts lower. mimalloc's own search down its
@@ -371,10 +426,18 @@ static size_t resident_bytes(void) {
   return (size_t)strtoull(p, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Compiled in, the count itself (one load: idle return reads it on allocation slow
+ * paths); through libmimalloc.so, the public call, which also asks the kernel for the
+ * process's times. */
 static size_t committed_bytes(void) {
+#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+  int64_t commit = __atomic_load_n(&_mi_stats_main.committed.current, __ATOMIC_RELAXED);
+  return commit > 0 ? (size_t)commit : 0;
+#else
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
   return commit;
+#endif
 }
 
 void be_stats(alloc_stats_t *out) {
