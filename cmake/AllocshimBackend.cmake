@@ -201,20 +201,13 @@ else()
     # inside the shim it would capture src/glue.c's reference to the real one.
     # MI_DEBUG=0 and -O2 whatever the shim's build type: the mimalloc that was
     # measured and tested is the distribution's release build.
-    # mimalloc reads MIMALLOC_* straight from environ, setuid and setgid programs
-    # included; its one read of environ (src/options.c) goes to src/backend_mimalloc.c,
-    # which hands such a program an empty environment, as secure_getenv would. Idle
-    # return's calls go there too: mmap and mprotect, which commit memory, watch for the
-    # mark at which its thread starts; clock reads, made exactly when mimalloc schedules
-    # or runs a delayed decommit, wake that thread. (Large-file mmap would be renamed
-    # mmap64 under the shim's _FILE_OFFSET_BITS=64; mimalloc maps no file.)
+    # A few of mimalloc's libc calls go to the shim instead (src/mimalloc_hooks.h lists
+    # them and why): the header is forced into its translation unit.
     target_compile_definitions(allocshim_mimalloc PRIVATE MI_SHARED_LIB MI_SHARED_LIB_EXPORT MI_DEBUG=0
                                _ZSt15get_new_handlerv=mi_no_cxx_new_handler
-                               "environ=(*allocshim_mi_environ())"
-                               clock_gettime=allocshim_mi_clock_gettime
-                               mmap=allocshim_mi_mmap mprotect=allocshim_mi_mprotect)
+                               ALLOCSHIM_MIMALLOC_HOOKED)
     target_compile_options(allocshim_mimalloc PRIVATE -w -O2 -fvisibility=hidden -ftls-model=initial-exec
-                           -U_FILE_OFFSET_BITS)
+                           -include ${PROJECT_SOURCE_DIR}/src/mimalloc_hooks.h)
     set_target_properties(allocshim_mimalloc PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 11
                           C_EXTENSIONS ON)
     # The export list below is read from the header: a new source means a new list.

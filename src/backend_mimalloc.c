@@ -26,15 +26,16 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wint-to-pointer-cast" /* 32-bit targets */
 #include <mimalloc-internal.h>
 #pragma GCC diagnostic pop
+#include "mimalloc_hooks.h"
 
-/* mimalloc's MIMALLOC_* options come from environ, read through this (the build
- * renames mimalloc's one use of environ; cmake/AllocshimBackend.cmake): a setuid or
+/* mimalloc's MIMALLOC_* options come from environ, read through this (its one use of
+ * environ is the shim's: src/mimalloc_hooks.h): a setuid or
  * setgid program sees no environment there, as it would through secure_getenv.
  * AT_SECURE is what secure_getenv asks, and is readable before libc has started,
  * which is when mimalloc may first look. */
-char ***allocshim_mi_environ(void);
 char ***allocshim_mi_environ(void) {
   static char **none = NULL;
   return getauxval(AT_SECURE) ? &none : &environ;
@@ -67,23 +68,26 @@ static void errno_from_mimalloc(int err, void *arg) {
  *    (docs/PERFORMANCE.md).
  * A thread costs every process, and a second one forbids unshare(CLONE_NEWUSER): it is
  * started only once mimalloc has committed PURGE_THRESHOLD bytes, from mimalloc's
- * deferred-free call (mi_register_deferred_free; a program that registers its own
- * replaces it), which runs at the start of an allocation's slow path, outside every
- * mimalloc lock and not reentered while it runs. The compiled-in mimalloc's mmap and
- * mprotect calls (renamed to the shim's: cmake/AllocshimBackend.cmake) watch for the
- * mark, and the call is registered only once it is passed and gone once the thread
- * runs, so the slow paths pay nothing (bench/ "small" paid 0.8% for a call on each).
- * What wakes the thread there is every read of the clock, which mimalloc makes exactly
- * when it schedules or runs a delayed decommit (clock_gettime, renamed too). Through
- * libmimalloc.so nothing can be renamed: the call stays, looks at the mark on one slow
- * path in 256, then wakes the thread, so there memory freed long after the last
+ * deferred-free call (mi_register_deferred_free), which runs at the start of an
+ * allocation's slow path, outside every mimalloc lock and not reentered while it runs
+ * (a program's own registration of that call is replaced). The compiled-in mimalloc's
+ * mmap and mprotect calls (the shim's: src/mimalloc_hooks.h) watch for the mark, and
+ * the call is registered only once it is passed and gone once the thread runs, so the
+ * slow paths pay nothing (bench/ "small" paid 0.8% for a call on each). What wakes the
+ * thread there is every read of the clock, which mimalloc makes exactly when it
+ * schedules or runs a delayed decommit (clock_gettime, the shim's too). Through
+ * libmimalloc.so none of these reach the shim: the call stays, looks at the mark on one
+ * slow path in 256, then wakes the thread, so there memory freed long after the last
  * allocation waits for the next one. */
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <time.h>
+
+/* The kernel's futex operations, private to the process (musl ships no linux/futex.h). */
+#define PURGE_FUTEX_WAIT 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */
+#define PURGE_FUTEX_WAKE 129 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
 
 #define PURGE_PERIOD_DEFAULT 10 /* s: jemalloc's dirty decay, for the same promise */
 
@@ -104,8 +108,11 @@ static void purge_poke(void) {
   if (!atomic_load_explicit(&purge_poked, memory_order_relaxed))
     atomic_store_explicit(&purge_poked, 1, memory_order_release);
   if (atomic_load_explicit(&purge_parked, memory_order_relaxed) &&
-      atomic_exchange(&purge_parked, 0))
-    syscall(SYS_futex, &purge_parked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+      atomic_exchange(&purge_parked, 0)) {
+    int saved = errno; /* this runs inside the program's malloc and free */
+    syscall(SYS_futex, &purge_parked, PURGE_FUTEX_WAKE, 1, NULL, NULL, 0);
+    errno = saved;
+  }
 }
 
 /* Past the mark, counting what is being committed now; a forked child counts from what
@@ -126,21 +133,18 @@ static void purge_watch(size_t adding) {
     mi_register_deferred_free(purge_deferred, NULL);
 }
 
-void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   void *p = mmap(addr, len, prot, flags, fd, off);
   purge_watch(p != MAP_FAILED && (prot & PROT_WRITE) ? len : 0);
   return p;
 }
 
-int allocshim_mi_mprotect(void *addr, size_t len, int prot);
 int allocshim_mi_mprotect(void *addr, size_t len, int prot) {
   int r = mprotect(addr, len, prot);
   purge_watch(r == 0 && (prot & PROT_WRITE) ? len : 0);
   return r;
 }
 
-int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts);
 int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
   int r = clock_gettime(clock, ts);
   purge_poke();
@@ -166,7 +170,7 @@ static void *purger(void *arg) {
       quiet = 0;
     } else if (quiet++ == 1) {
       while (atomic_load(&purge_parked))
-        syscall(SYS_futex, &purge_parked, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+        syscall(SYS_futex, &purge_parked, PURGE_FUTEX_WAIT, 1, NULL, NULL, 0);
       atomic_store(&purge_poked, 0);
       quiet = 0;
     }

@@ -1,0 +1,28 @@
+/* The libc calls of the compiled-in mimalloc that land in the shim instead: this header
+ * is forced into mimalloc's one translation unit, and src/backend_mimalloc.c defines them.
+ *   environ        a setuid program's MIMALLOC_ options are not read (secure_getenv's rule)
+ *   mmap, mprotect what mimalloc commits: idle return's thread starts past a mark
+ *   clock_gettime  read exactly when mimalloc schedules or runs a delayed decommit: it
+ *                  wakes that thread
+ * The macros take arguments, so the C library's own declarations above keep their names
+ * (large-file mmap stays mmap64's alias) and these prototypes hold on both sides. */
+#ifndef ALLOCSHIM_MIMALLOC_HOOKS_H
+#define ALLOCSHIM_MIMALLOC_HOOKS_H
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+char ***allocshim_mi_environ(void);
+void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int allocshim_mi_mprotect(void *addr, size_t len, int prot);
+int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts);
+
+#if defined(ALLOCSHIM_MIMALLOC_HOOKED) /* mimalloc's translation unit only */
+#define environ                 (*allocshim_mi_environ())
+#define mmap(a, n, p, f, fd, o) allocshim_mi_mmap((a), (n), (p), (f), (fd), (o))
+#define mprotect(a, n, p)       allocshim_mi_mprotect((a), (n), (p))
+#define clock_gettime(c, ts)    allocshim_mi_clock_gettime((c), (ts))
+#endif
+
+#endif
