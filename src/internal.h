@@ -26,8 +26,9 @@ bool allocshim_env_flag(const char *suffix);
 int allocshim_purge_setting(void);
 /* Idle return starts its thread only once the backend holds this much (jemalloc: mapped,
  * mimalloc: committed). Measured (docs/PERFORMANCE.md): python3 -c pass, ls and git
- * map 6.6-6.9 MiB through jemalloc, Python with a few imports 9-11; past 64 MiB, idle
- * memory is worth a thread. */
+ * map 6.6-6.9 MiB through jemalloc, Python with a few imports 9-11; mimalloc commits 32
+ * MiB for python3 -c pass (its first segment whole). Past 64 MiB, idle memory is worth
+ * a thread. */
 #define PURGE_THRESHOLD ((size_t)64 << 20)
 /* Whether a seccomp filter is on: one may kill the process on the clone() a thread
  * needs, so idle return starts none. True when /proc cannot tell. */
