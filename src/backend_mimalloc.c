@@ -72,8 +72,11 @@ static void errno_from_mimalloc(int err, void *arg) {
  * allocation's slow path, outside every mimalloc lock and not reentered while it runs
  * (a program's own registration of that call is replaced). The compiled-in mimalloc's
  * mmap and mprotect calls (the shim's: src/mimalloc_hooks.h) watch for the mark, and
- * the call is registered only once it is passed and gone once the thread runs, so the
- * slow paths pay nothing (bench/ "small" paid 0.8% for a call on each). What wakes the
+ * the call is registered only once it is passed, so programs below it pay nothing
+ * (bench/ "small" paid 0.8% for a call on each slow path). It is never unregistered
+ * while threads run: mimalloc 2.0.9 tests its pointer for NULL and then loads it again
+ * to call it, so a thread between the two jumps to address 0 (seen on ppc64le under
+ * qemu, one run in ten of map_churn). What wakes the
  * thread there is every read of the clock, which mimalloc makes exactly when it
  * schedules or runs a delayed decommit (clock_gettime, the shim's too). Through
  * libmimalloc.so none of these reach the shim: the call stays, looks at the mark on one
@@ -214,10 +217,8 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) 
   int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
   (void)heartbeat;
-  if (state == PURGE_STATE_WANTED) {
-    mi_register_deferred_free(NULL, NULL);
+  if (state == PURGE_STATE_WANTED)
     purge_begin();
-  }
 #else
   int idle = PURGE_STATE_IDLE;
   if (state == PURGE_STATE_ON)
@@ -235,7 +236,7 @@ static void purge_after_fork(void) {
   int state = atomic_load(&purge_state);
   if (state == PURGE_STATE_ON || state == PURGE_STATE_WANTED) {
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-    mi_register_deferred_free(NULL, NULL);
+    mi_register_deferred_free(NULL, NULL); /* safe here alone: the child has one thread */
 #endif
     purger_thread = (pthread_t)0; /* the parent's; its id may be a new thread's here */
     atomic_store(&purge_base, committed_bytes());

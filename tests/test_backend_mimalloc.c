@@ -1,9 +1,11 @@
 /* Tests for src/backend_mimalloc.c: its version string, the not-supported answers
- * for profiling, and which statistics it knows. */
+ * for profiling, which statistics it knows, and how its idle-return thread starts. */
 #define _GNU_SOURCE
 #include <allocshim.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +64,55 @@ static void test_owns(void **state) {
   assert_owns_own_and_only_own();
 }
 
+/* mimalloc calls its deferred-free function after testing the pointer and loading it
+ * again, so the shim may set it but never clear it while another thread could be
+ * between the two loads. Every registration is seen here; crossing the mark then
+ * starts the idle-return thread, with none of them a NULL. */
+static atomic_int null_registrations, registrations;
+void __real_mi_register_deferred_free(mi_deferred_free_fun *fn, void *arg);
+void __wrap_mi_register_deferred_free(mi_deferred_free_fun *fn, void *arg) {
+  atomic_fetch_add(fn == NULL ? &null_registrations : &registrations, 1);
+  __real_mi_register_deferred_free(fn, arg);
+}
+
+static int thread_count(void) {
+  DIR *d = opendir("/proc/self/task");
+  assert_non_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static void test_deferred_free_kept(void **state) {
+  (void)state;
+  /* 2 under qemu-user, which has a thread of its own. */
+  int before = thread_count();
+  enum { BLOCKS = 96, BLOCK = 1 << 20 }; /* 96 MiB committed: past the 64 MiB mark */
+  static char *blocks[BLOCKS];
+  for (int i = 0; i < BLOCKS; i++) {
+    blocks[i] = malloc(BLOCK);
+    assert_non_null(blocks[i]);
+    memset(blocks[i], 1, BLOCK);
+  }
+  for (int i = 0; i < BLOCKS; i++)
+    free(blocks[i]);
+  /* Slow paths, where the thread is started, until it runs (5 s at most). */
+  for (int round = 0; round < 500 && thread_count() == before; round++) {
+    for (int i = 0; i < 4096; i++)
+      free(malloc(16 + (size_t)(i % 64) * 64));
+    usleep(10000);
+  }
+  assert_int_equal(thread_count(), before + 1);
+  assert_true(atomic_load(&registrations) >= 1);
+  assert_int_equal(atomic_load(&null_registrations), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      /* First: the others cross the mark, and the thread starts only once. */
+      cmocka_unit_test(test_deferred_free_kept),
       cmocka_unit_test(test_version),
       cmocka_unit_test(test_profiling_not_supported),
       cmocka_unit_test(test_stats_fields),
