@@ -100,18 +100,28 @@ static atomic_size_t purge_base; /* committed bytes at fork, in a forked child *
 static atomic_int purge_poked;   /* something changed since the purger last looked */
 static atomic_int purge_parked;  /* the futex the purger sleeps on when nothing did */
 static pthread_t purger_thread;
+static unsigned purge_own_reads; /* the purger's own clock reads in a pass: its alone */
 static unsigned purge_period = PURGE_PERIOD_DEFAULT;
+/* Held by the purger through a pass and across fork(): a child must not inherit a pass
+ * half done, which may hold mimalloc's abandoned list (its readers' count) or a cache
+ * slot it claimed, and the child would wait on them for good. */
+static pthread_mutex_t purge_pass = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t committed_bytes(void);
 
+/* Sequentially consistent on both sides: the purger stores parked then reads poked, a
+ * poke stores poked then reads parked, and with weaker orders both could read the old
+ * value and the purger sleep through the poke. */
 static void purge_poke(void) {
-  if (atomic_load_explicit(&purge_state, memory_order_relaxed) != PURGE_STATE_ON ||
-      pthread_equal(pthread_self(), purger_thread))
+  if (atomic_load_explicit(&purge_state, memory_order_relaxed) != PURGE_STATE_ON)
     return;
-  if (!atomic_load_explicit(&purge_poked, memory_order_relaxed))
-    atomic_store_explicit(&purge_poked, 1, memory_order_release);
-  if (atomic_load_explicit(&purge_parked, memory_order_relaxed) &&
-      atomic_exchange(&purge_parked, 0)) {
+  if (pthread_equal(pthread_self(), purger_thread)) {
+    purge_own_reads++;
+    return;
+  }
+  if (!atomic_load(&purge_poked))
+    atomic_store(&purge_poked, 1);
+  if (atomic_load(&purge_parked) && atomic_exchange(&purge_parked, 0)) {
     int saved = errno; /* this runs inside the program's malloc and free */
     syscall(SYS_futex, &purge_parked, PURGE_FUTEX_WAKE, 1, NULL, NULL, 0);
     errno = saved;
@@ -159,11 +169,20 @@ int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
  * coming. A pass that followed no poke is made once more (through libmimalloc.so, frees
  * made just after the last poke are seen only by it), then the thread sleeps until the
  * next poke. The period outlasts the segment cache's delay, so a pass finds everything
- * freed before its sleep began expired. */
+ * freed before its sleep began expired. A pass that scheduled work of its own (a segment
+ * other threads emptied, taken back and cached: no other clock read tells of it) counts
+ * as a poke; one with nothing to do reads the clock once, for the cache. A sleep or
+ * wait the kernel refuses (a seccomp filter installed since) ends the thread rather
+ * than spin. */
 static void *purger(void *arg) {
   (void)arg;
-  mi_thread_init(); /* mi_collect acts on the calling thread's heap: it needs one */
+  /* Its own clock reads are told apart from the first pass on, whenever pthread_create
+   * stores the id; and mi_collect acts on the calling thread's heap, so it needs one. */
+  purger_thread = pthread_self();
+  mi_thread_init();
   long cache_ms = mi_option_get(mi_option_segment_decommit_delay);
+  if (cache_ms < 0 || cache_ms > 86400000L)
+    cache_ms = 86400000L;
   long long ns = (long long)purge_period * 1000000000LL;
   if (ns < (cache_ms + 100) * 1000000LL)
     ns = (cache_ms + 100) * 1000000LL;
@@ -173,16 +192,26 @@ static void *purger(void *arg) {
       quiet = 0;
     } else if (quiet++ == 1) {
       while (atomic_load(&purge_parked))
-        syscall(SYS_futex, &purge_parked, PURGE_FUTEX_WAIT, 1, NULL, NULL, 0);
+        if (syscall(SYS_futex, &purge_parked, PURGE_FUTEX_WAIT, 1, NULL, NULL, 0) != 0 &&
+            errno != EINTR && errno != EAGAIN)
+          goto refused;
       atomic_store(&purge_poked, 0);
       quiet = 0;
     }
     atomic_store(&purge_parked, 0);
     struct timespec t = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
     while (nanosleep(&t, &t) != 0)
-      ;
+      if (errno != EINTR)
+        goto refused;
+    pthread_mutex_lock(&purge_pass);
+    purge_own_reads = 0;
     mi_collect(false);
+    if (purge_own_reads > 1)
+      quiet = 0;
+    pthread_mutex_unlock(&purge_pass);
   }
+refused:
+  atomic_store(&purge_state, PURGE_STATE_OFF);
   return NULL;
 }
 
@@ -192,8 +221,10 @@ static void purge_begin(void) {
   int wanted = PURGE_STATE_WANTED;
   if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
     return;
+  int saved = errno; /* this runs inside an allocation that succeeds */
   if (allocshim_purge_setting() == PURGE_OFF || allocshim_under_seccomp()) {
     atomic_store(&purge_state, PURGE_STATE_OFF);
+    errno = saved;
     return;
   }
   pthread_attr_t attr;
@@ -209,6 +240,7 @@ static void purge_begin(void) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
+  errno = saved;
 }
 
 /* mimalloc's deferred-free call; heartbeat counts this thread's slow paths. */
@@ -229,15 +261,18 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) 
 #endif
 }
 
+static void purge_before_fork(void) { pthread_mutex_lock(&purge_pass); }
+
+static void purge_after_fork_parent(void) { pthread_mutex_unlock(&purge_pass); }
+
 /* A forked child has no purger: it starts its own once it has committed another
  * PURGE_THRESHOLD bytes itself, so a child that allocates a little and execs, or enters
- * a user namespace, stays single-threaded. */
+ * a user namespace, stays single-threaded. mimalloc's deferred-free call stays
+ * registered (never cleared: see above); until the mark it does nothing. */
 static void purge_after_fork(void) {
+  pthread_mutex_unlock(&purge_pass);
   int state = atomic_load(&purge_state);
   if (state == PURGE_STATE_ON || state == PURGE_STATE_WANTED) {
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-    mi_register_deferred_free(NULL, NULL); /* safe here alone: the child has one thread */
-#endif
     purger_thread = (pthread_t)0; /* the parent's; its id may be a new thread's here */
     atomic_store(&purge_base, committed_bytes());
     atomic_store(&purge_poked, 0);
@@ -282,7 +317,7 @@ static void purge_start(void) {
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   mi_register_deferred_free(purge_deferred, NULL);
 #endif
-  pthread_atfork(NULL, NULL, purge_after_fork);
+  pthread_atfork(purge_before_fork, purge_after_fork_parent, purge_after_fork);
 }
 
 void be_start(void) {

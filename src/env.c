@@ -58,8 +58,12 @@ ssize_t allocshim_read_file(const char *path, char *buf, size_t size) {
 }
 
 bool allocshim_under_seccomp(void) {
-  char buf[4096];
-  if (allocshim_read_file("/proc/self/status", buf, sizeof buf) <= 0)
+  /* The calling thread's own filter: a new thread inherits that one, and a thread may
+   * have installed it for itself alone. Static, not on a stack that may be a small
+   * coroutine's: the callers are serialized by their state's compare-and-swap. */
+  static char buf[4096];
+  if (allocshim_read_file("/proc/thread-self/status", buf, sizeof buf) <= 0 &&
+      allocshim_read_file("/proc/self/status", buf, sizeof buf) <= 0) /* before 3.17 */
     return true;
   const char *at = strstr(buf, "\nSeccomp:");
   return at == NULL || strtol(at + 9, NULL, 10) != 0;

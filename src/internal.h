@@ -30,8 +30,9 @@ int allocshim_purge_setting(void);
  * MiB for python3 -c pass (its first segment whole). Past 64 MiB, idle memory is worth
  * a thread. */
 #define PURGE_THRESHOLD ((size_t)64 << 20)
-/* Whether a seccomp filter is on: one may kill the process on the clone() a thread
- * needs, so idle return starts none. True when /proc cannot tell. */
+/* Whether a seccomp filter is on for the calling thread, which a new thread inherits:
+ * one may kill the process on the clone() a thread needs, so idle return starts none.
+ * True when /proc cannot tell. */
 bool allocshim_under_seccomp(void);
 
 /* One line on stderr, prefixed "allocshim: ". Formats into a stack buffer and

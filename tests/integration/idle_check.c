@@ -16,7 +16,12 @@
  *                                     unshare(CLONE_NEWUSER) works in it
  *        idle_check seccomp|plain MIB half the burst on the main thread alone, under
  *                                     an allow-all seccomp filter or not; prints the
- *                                     thread count after it */
+ *                                     thread count after it
+ *        idle_check seccomp_thread MIB the same on a second thread that installed the
+ *                                     filter for itself alone; the count once it ended
+ *        idle_check refused MIB       the burst, then a filter on every thread that
+ *                                     refuses sleeping and another burst: prints the
+ *                                     CPU the other threads used in the next 3 s */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +35,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +158,68 @@ static long wakeups(void) {
   return total;
 }
 
+#if HAVE_SECCOMP
+/* CPU time (clock ticks) of every thread of this process but the caller, read as
+ * wakeups() reads its switches. */
+static long others_cpu_ticks(void) {
+  char self[32], buf[4096], path[300], stat[1024];
+  snprintf(self, sizeof self, "%ld", (long)gettid());
+  long total = 0;
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (long n; fd >= 0 && (n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;) {
+    for (long at = 0; at < n;) {
+      struct dirent64 *e = (struct dirent64 *)(buf + at);
+      at += e->d_reclen;
+      if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0)
+        continue;
+      snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+      int sfd = open(path, O_RDONLY | O_CLOEXEC);
+      ssize_t got = sfd < 0 ? -1 : read(sfd, stat, sizeof stat - 1);
+      if (sfd >= 0)
+        close(sfd);
+      stat[got > 0 ? got : 0] = '\0';
+      /* After the command's closing parenthesis: state is field 3, utime 14, stime 15. */
+      char *f = strrchr(stat, ')');
+      for (int field = 2; f != NULL && field < 14; field++)
+        f = strchr(f + 1, ' ');
+      long utime = 0, stime = 0;
+      if (f != NULL && sscanf(f, " %ld %ld", &utime, &stime) == 2)
+        total += utime + stime;
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  return total;
+}
+
+/* Every thread, the purger included, gets EPERM for sleeping from now on. */
+static bool refuse_sleep(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clock_nanosleep, 2, 0),
+#ifdef SYS_nanosleep
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_nanosleep, 1, 0),
+#else
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clock_nanosleep, 1, 0),
+#endif
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
+}
+
+static void *filtered_burst(void *arg) {
+  struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  struct sock_fprog filter = {1, &allow};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter) != 0)
+    return (void *)1;
+  return burst(arg);
+}
+#endif
+
 /* The burst, its memory back in the parent, then fork(): the child's pid, 0 in the
  * child, or -1 (said) when the parent kept its memory or could not fork. */
 static pid_t fork_after_burst(pthread_t t[2]) {
@@ -261,7 +329,39 @@ int main(int argc, char **argv) {
     printf("%s: %ld thread(s) after the burst\n", mode, thread_count());
     return 0;
   }
+#if HAVE_SECCOMP
+  if (strcmp(mode, "seccomp_thread") == 0) {
+    pthread_t filtered;
+    void *failed = NULL;
+    if (pthread_create(&filtered, NULL, filtered_burst, NULL) != 0 ||
+        pthread_join(filtered, &failed) != 0 || failed != NULL) {
+      printf("seccomp_thread: no filter\n");
+      return 2;
+    }
+    printf("%s: %ld thread(s) after the burst\n", mode, thread_count());
+    return 0;
+  }
+  if (strcmp(mode, "refused") == 0) {
+    burst(NULL);
+    long before = thread_count();
+    if (!refuse_sleep()) {
+      printf("refused: no filter: %s\n", strerror(errno));
+      return 2;
+    }
+    burst(NULL); /* wakes the purger, whose next sleep is refused */
+    long ticks = others_cpu_ticks();
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start); /* the vDSO: no system call to refuse */
+    do
+      clock_gettime(CLOCK_MONOTONIC, &now);
+    while (now.tv_sec - start.tv_sec < 3);
+    ticks = others_cpu_ticks() - ticks;
+    printf("refused: %ld thread(s) before the filter, %ld after; %.2f s of CPU in 3 s\n", before,
+           thread_count(), (double)ticks / (double)sysconf(_SC_CLK_TCK));
+    return 0;
+  }
+#endif
   fprintf(stderr, "usage: idle_check small|unshare|alive|exited|quiet|fork|fork_unshare|seccomp|"
-                  "plain ...\n");
+                  "plain|seccomp_thread|refused ...\n");
   return 2;
 }
