@@ -236,19 +236,22 @@ static void purge_begin(void) {
   int wanted = PURGE_STATE_WANTED;
   if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
     return; /* another thread's event got here first */
+  /* This runs inside an allocation that succeeds: errno is the program's. */
+  int saved = errno;
   /* The program may have switched the threads on itself (mallctl) with its own count. */
   bool on = false;
   size_t len = sizeof on;
   if (allocshim_under_seccomp() || _mallctl("background_thread", &on, &len, NULL, 0) != 0 || on) {
     atomic_store(&purge_state, PURGE_STATE_OFF);
-    return;
+  } else {
+    size_t one = 1;
+    on = true;
+    /* jemalloc says on stderr itself when it cannot create the thread. */
+    if (_mallctl("max_background_threads", NULL, NULL, &one, sizeof one) != 0 ||
+        _mallctl("background_thread", NULL, NULL, &on, sizeof on) != 0)
+      atomic_store(&purge_state, PURGE_STATE_OFF);
   }
-  size_t one = 1;
-  on = true;
-  /* jemalloc says on stderr itself when it cannot create the thread. */
-  if (_mallctl("max_background_threads", NULL, NULL, &one, sizeof one) != 0 ||
-      _mallctl("background_thread", NULL, NULL, &on, sizeof on) != 0)
-    atomic_store(&purge_state, PURGE_STATE_OFF);
+  errno = saved;
 }
 
 /* A forked child has no background thread (jemalloc stops them in the child). If the
