@@ -134,11 +134,11 @@ static bool returned_within(int seconds, long limit, const char *what) {
   return false;
 }
 
-/* Voluntary context switches of every thread of this process but the caller, whose
- * own sleep is one. The directory is read with getdents64 into a stack buffer:
- * opendir() would allocate, and a free wakes the purging thread. */
-static long wakeups(void) {
-  char self[32], buf[4096], path[300];
+/* The sum of a figure over every thread of this process but the caller. The directory
+ * is read with getdents64 into a stack buffer: opendir() would allocate, and a free
+ * wakes the purging thread. */
+static long sum_other_threads(long (*of)(const char *tid)) {
+  char self[32], buf[4096];
   snprintf(self, sizeof self, "%ld", (long)gettid());
   long total = 0;
   int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -146,11 +146,8 @@ static long wakeups(void) {
     for (long at = 0; at < n;) {
       struct dirent64 *e = (struct dirent64 *)(buf + at);
       at += e->d_reclen;
-      if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0)
-        continue;
-      snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-      long v = read_number(path, "voluntary_ctxt_switches:");
-      total += v > 0 ? v : 0;
+      if (e->d_name[0] != '.' && strcmp(e->d_name, self) != 0)
+        total += of(e->d_name);
     }
   }
   if (fd >= 0)
@@ -158,38 +155,32 @@ static long wakeups(void) {
   return total;
 }
 
+static long switches_of(const char *tid) {
+  char path[300];
+  snprintf(path, sizeof path, "/proc/self/task/%s/status", tid);
+  long v = read_number(path, "voluntary_ctxt_switches:");
+  return v > 0 ? v : 0;
+}
+
+/* Voluntary context switches of the other threads (the caller's own sleep is one). */
+static long wakeups(void) { return sum_other_threads(switches_of); }
+
 #if HAVE_SECCOMP
-/* CPU time (clock ticks) of every thread of this process but the caller, read as
- * wakeups() reads its switches. */
-static long others_cpu_ticks(void) {
-  char self[32], buf[4096], path[300], stat[1024];
-  snprintf(self, sizeof self, "%ld", (long)gettid());
-  long total = 0;
-  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  for (long n; fd >= 0 && (n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0;) {
-    for (long at = 0; at < n;) {
-      struct dirent64 *e = (struct dirent64 *)(buf + at);
-      at += e->d_reclen;
-      if (e->d_name[0] == '.' || strcmp(e->d_name, self) == 0)
-        continue;
-      snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-      int sfd = open(path, O_RDONLY | O_CLOEXEC);
-      ssize_t got = sfd < 0 ? -1 : read(sfd, stat, sizeof stat - 1);
-      if (sfd >= 0)
-        close(sfd);
-      stat[got > 0 ? got : 0] = '\0';
-      /* After the command's closing parenthesis: state is field 3, utime 14, stime 15. */
-      char *f = strrchr(stat, ')');
-      for (int field = 2; f != NULL && field < 14; field++)
-        f = strchr(f + 1, ' ');
-      long utime = 0, stime = 0;
-      if (f != NULL && sscanf(f, " %ld %ld", &utime, &stime) == 2)
-        total += utime + stime;
-    }
-  }
+/* CPU time in clock ticks: after the command's closing parenthesis, the state is field
+ * 3, utime 14 and stime 15. */
+static long cpu_ticks_of(const char *tid) {
+  char path[300], stat[1024];
+  snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t got = fd < 0 ? -1 : read(fd, stat, sizeof stat - 1);
   if (fd >= 0)
     close(fd);
-  return total;
+  stat[got > 0 ? got : 0] = '\0';
+  char *f = strrchr(stat, ')');
+  for (int field = 2; f != NULL && field < 14; field++)
+    f = strchr(f + 1, ' ');
+  long utime = 0, stime = 0;
+  return f != NULL && sscanf(f, " %ld %ld", &utime, &stime) == 2 ? utime + stime : 0;
 }
 
 /* Every thread, the purger included, gets EPERM for sleeping from now on. */
@@ -349,13 +340,13 @@ int main(int argc, char **argv) {
       return 2;
     }
     burst(NULL); /* wakes the purger, whose next sleep is refused */
-    long ticks = others_cpu_ticks();
+    long ticks = sum_other_threads(cpu_ticks_of);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start); /* the vDSO: no system call to refuse */
     do
       clock_gettime(CLOCK_MONOTONIC, &now);
     while (now.tv_sec - start.tv_sec < 3);
-    ticks = others_cpu_ticks() - ticks;
+    ticks = sum_other_threads(cpu_ticks_of) - ticks;
     printf("refused: %ld thread(s) before the filter, %ld after; %.2f s of CPU in 3 s\n", before,
            thread_count(), (double)ticks / (double)sysconf(_SC_CLK_TCK));
     return 0;
