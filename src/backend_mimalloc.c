@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -285,11 +287,17 @@ static void purge_after_fork(void) {
  * of its names: decommit_delay was reset_delay before 2.0 and is purge_delay from 2.1)
  * has the last word, as every MIMALLOC_ option. */
 static void purge_option(mi_option_t option, long value, const char *const *names) {
-  char var[64];
+  /* Found as mimalloc finds it: case aside, among the first 256 entries. A setuid or
+   * setgid program's are the attacker's, and the shim's default stands. */
+  static const char prefix[] = "MIMALLOC_";
+  char **env = getauxval(AT_SECURE) ? NULL : environ;
   for (; *names != NULL; names++) {
-    snprintf(var, sizeof var, "MIMALLOC_%s", *names);
-    if (secure_getenv(var) != NULL)
-      return;
+    size_t len = strlen(*names);
+    for (int i = 0; env != NULL && i < 256 && env[i] != NULL; i++)
+      if (strncasecmp(env[i], prefix, sizeof prefix - 1) == 0 &&
+          strncasecmp(env[i] + sizeof prefix - 1, *names, len) == 0 &&
+          env[i][sizeof prefix - 1 + len] == '=')
+        return;
   }
   mi_option_set(option, value);
 }

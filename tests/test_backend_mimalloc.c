@@ -133,6 +133,18 @@ static void test_deferred_free_kept_in_child(void **state) {
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A MIMALLOC_ option the user set has the last word over the shim's default, found as
+ * mimalloc finds it, case aside (the _user_options run sets it in lower case, with
+ * ALLOCSHIM_PURGE=5, whose defaults are a 1 ms delay and no extension). */
+static void test_user_option_wins(void **state) {
+  (void)state;
+  const char *given = getenv("mimalloc_decommit_delay");
+  if (given == NULL)
+    skip();
+  assert_int_equal(mi_option_get(mi_option_decommit_delay), atol(given));
+  assert_int_equal(mi_option_get(mi_option_decommit_extend_delay), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       /* First: the others cross the mark, and the thread starts only once. */
@@ -142,6 +154,7 @@ int main(void) {
       cmocka_unit_test(test_profiling_not_supported),
       cmocka_unit_test(test_stats_fields),
       cmocka_unit_test(test_owns),
+      cmocka_unit_test(test_user_option_wins),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
