@@ -83,8 +83,8 @@ static inline void be_free_aligned_sized(void *p, size_t a, size_t n) {
 #elif defined(ALLOCSHIM_BACKEND_MIMALLOC)
 
 #include <mimalloc.h>
-#define ALLOCSHIM_BACKEND_NAME "mimalloc"
-#define BE_CHECKS_FREES        0 /* no hook: the frees go through glue.h's table */
+#define ALLOCSHIM_BACKEND_NAME         "mimalloc"
+#define BE_CHECKS_FREES                0 /* no hook: the frees go through glue.h's table */
 
 /* mimalloc 2.0.9 returns NULL without setting errno for requests above PTRDIFF_MAX
  * and for failed aligned requests. It reports them to its error handler, which
@@ -142,6 +142,7 @@ const char *be_version(void);           /* the backend's own version string */
 int be_profile_status(void);            /* ALLOC_OK, ALLOC_EPROFOFF or ALLOC_ENOTSUP */
 int be_profile_dump(int fd);            /* the whole profile into fd: 0, or -1 */
 int be_profile_activate(bool active);   /* 0, or -1 */
+bool be_profile_thread(bool on);        /* sampling in the calling thread: true if changed */
 void be_stats(struct alloc_stats *out); /* every field, ALLOC_STAT_UNKNOWN where unknown */
 bool be_purge(void);                    /* return free memory; true if any went back */
 size_t be_returned_bytes(void);         /* given back to the OS so far, or ALLOC_STAT_UNKNOWN */

@@ -566,6 +566,15 @@ int be_profile_activate(bool active) {
   return _mallctl("prof.active", NULL, NULL, &active, sizeof active) == 0 ? 0 : -1;
 }
 
+/* jemalloc's per-thread switch, under prof.active: a thread switched off takes no new
+ * samples; blocks it sampled before stay in the profile until freed. jemalloc reads
+ * the old value out only once the new one is set, so 0 means both happened. */
+bool be_profile_thread(bool on) {
+  bool was = on;
+  size_t len = sizeof was;
+  return _mallctl("thread.prof.active", &was, &len, &on, sizeof on) == 0 && was != on;
+}
+
 static size_t stat_of(const char *name) {
   size_t v = 0, len = sizeof v;
   return _mallctl(name, &v, &len, NULL, 0) == 0 ? v : ALLOC_STAT_UNKNOWN;

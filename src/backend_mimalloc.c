@@ -464,6 +464,11 @@ int be_profile_activate(bool active) {
   return -1;
 }
 
+bool be_profile_thread(bool on) {
+  (void)on;
+  return false;
+}
+
 /* The process's resident set, from /proc without stdio (no allocation). */
 static size_t resident_bytes(void) {
   char buf[128];

@@ -455,11 +455,9 @@ int profile_create_new(const char *path) {
   return fd;
 }
 
-/* alloc_profile_dump(), with the reason for refusing a directory left in `why` for the
- * caller to say (once, or every time) rather than said here. `mem`: as write_profile's
- * `given`; `written` (if not NULL) gets the final path of a default-named dump. */
-static int dump_profile_from(const char *path, char *why, size_t cap, int mem, char *written,
-                             size_t wcap) {
+/* dump_profile_from's work, with this thread's sampling off. */
+static int dump_profile_unsampled(const char *path, char *why, size_t cap, int mem, char *written,
+                                  size_t wcap) {
   why[0] = '\0';
   int saved = errno;
   int status = profile_ready();
@@ -512,6 +510,23 @@ static int dump_profile_from(const char *path, char *why, size_t cap, int mem, c
     snprintf(written, wcap, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name);
   errno = saved; /* success leaves errno as it was */
   return ALLOC_OK;
+}
+
+/* alloc_profile_dump(), with the reason for refusing a directory left in `why` for the
+ * caller to say (once, or every time) rather than said here. `mem`: as write_profile's
+ * `given`; `written` (if not NULL) gets the final path of a default-named dump. What
+ * the dump itself allocates (the loader's memory for the pprof converter, the
+ * converter's) is the shim's, not the program's: this thread samples none of it, or a
+ * sample there would put the shim's frames in the very profile it writes. */
+static int dump_profile_from(const char *path, char *why, size_t cap, int mem, char *written,
+                             size_t wcap) {
+  bool paused = be_profile_thread(false);
+  int status = dump_profile_unsampled(path, why, cap, mem, written, wcap);
+  int err = errno;
+  if (paused)
+    be_profile_thread(true);
+  errno = err;
+  return status;
 }
 
 static int dump_profile(const char *path, char *why, size_t cap) {

@@ -28,9 +28,23 @@ int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, s
 static const char *failing;
 static bool fake_prof_on;
 
+/* A thread.prof.active of the test's own (jemalloc's refuses writes with profiling off),
+ * and what it was when the profile was taken. */
+static bool fake_thread_ctl, fake_thread_active, active_at_dump;
+
 int __wrap__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  if (strcmp(name, "prof.dump") == 0)
+    active_at_dump = fake_thread_active;
   if (failing != NULL && strcmp(name, failing) == 0)
     return (int)mock();
+  if (fake_thread_ctl && strcmp(name, "thread.prof.active") == 0) {
+    bool old = fake_thread_active; /* read out after the write, as jemalloc does */
+    if (newp != NULL)
+      fake_thread_active = *(bool *)newp;
+    if (oldp != NULL)
+      *(bool *)oldp = old;
+    return 0;
+  }
   if (fake_prof_on && strcmp(name, "opt.prof") == 0) {
     *(bool *)oldp = true;
     return 0;
@@ -42,6 +56,7 @@ static int reset(void **state) {
   (void)state;
   failing = NULL;
   fake_prof_on = false;
+  fake_thread_ctl = fake_thread_active = active_at_dump = false;
   unsetenv("ALLOCSHIM_PROF");
   unsetenv("ALLOCSHIM_PROF_SAMPLE");
   unsetenv("MALLOC_CONF");
@@ -86,6 +101,46 @@ static void test_dump_backend_failure(void **state) {
     n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
   closedir(d);
   assert_int_equal(n, 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+/* The per-thread switch says whether it changed anything, so that a dump turns back on
+ * only what it turned off; a refused switch changed nothing. */
+static void test_profile_thread(void **state) {
+  (void)state;
+  assert_false(be_profile_thread(false)); /* the real one: profiling is off here */
+  fake_thread_ctl = fake_thread_active = true;
+  assert_true(be_profile_thread(false));
+  assert_false(fake_thread_active);
+  assert_false(be_profile_thread(false));
+  assert_true(be_profile_thread(true));
+  assert_true(fake_thread_active);
+  failing = "thread.prof.active";
+  will_return(__wrap__mallctl, EAGAIN);
+  assert_false(be_profile_thread(false));
+  assert_true(fake_thread_active);
+}
+
+/* A dump samples nothing of its own: the thread's sampling is off while jemalloc writes
+ * the profile and back on after, even when the dump fails; a thread whose sampling was
+ * off stays off. (Profiling is off in this test, so jemalloc's real dump always fails;
+ * pprof.sh inprocess checks the dumps that succeed.) */
+static void test_dump_unsampled(void **state) {
+  (void)state;
+  char dir[] = "/tmp/allocshim-test-je.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/x.heap", dir);
+  fake_prof_on = fake_thread_ctl = true;
+  for (int was = 1; was >= 0; was--) {
+    fake_thread_active = was;
+    active_at_dump = true;
+    failing = "prof.dump";
+    will_return(__wrap__mallctl, EFAULT);
+    assert_int_equal(alloc_profile_dump(path), ALLOC_EIO);
+    assert_false(active_at_dump);
+    assert_int_equal(fake_thread_active, was);
+  }
   assert_int_equal(rmdir(dir), 0);
 }
 
@@ -256,6 +311,8 @@ int main(void) {
       cmocka_unit_test_setup(test_version, reset),
       cmocka_unit_test_setup(test_profile_status, reset),
       cmocka_unit_test_setup(test_dump_backend_failure, reset),
+      cmocka_unit_test_setup(test_profile_thread, reset),
+      cmocka_unit_test_setup(test_dump_unsampled, reset),
       cmocka_unit_test_setup(test_creat_only_new_files, reset),
       cmocka_unit_test_setup(test_conf, reset),
       cmocka_unit_test_setup(test_calloc_recycled_zeroed, reset),

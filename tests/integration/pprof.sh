@@ -137,11 +137,18 @@ inprocess)
   [ $rc -eq 0 ] || { cat "$tmp/run.out" "$tmp/run.err"; fail "alloc_profile_dump(.pb.gz): exit $rc"; }
   check_top "$prog" "$tmp/api.pb.gz"
   echo "pprof: alloc_profile_dump(\"api.pb.gz\"): $bytes bytes"
+  # The dump's own allocations (the loader's for the converter, the converter's) are
+  # never sampled: with every allocation sampled, one would always show the shim's frames.
+  run ALLOCSHIM_PROF_SAMPLE=1 "$prog" "$tmp/every.pb.gz"
+  [ $rc -eq 0 ] || { cat "$tmp/run.out" "$tmp/run.err"; fail "alloc_profile_dump, every allocation sampled: exit $rc"; }
+  check_top "$prog" "$tmp/every.pb.gz"
+  echo "pprof: every allocation sampled: $bytes bytes, none of the dump's own"
   # ... and any other name is jeprof's, as before.
   run "$prog" "$tmp/api.heap"
   [ $rc -eq 0 ] && head -n 1 "$tmp/api.heap" | grep -q '^heap_v2/' || fail "a .heap dump is not jeprof's"
-  # 2. At exit, under ALLOCSHIM_PROF_FORMAT=pprof: default names end in .pb.gz.
-  run ALLOCSHIM_PROF_AT_EXIT=1 ALLOCSHIM_PROF_FORMAT=pprof ALLOCSHIM_PROF_DIR="$tmp/exit" "$prog"
+  # 2. At exit, under ALLOCSHIM_PROF_FORMAT=pprof: default names end in .pb.gz. Every
+  # allocation sampled here and on the signal, as above.
+  run ALLOCSHIM_PROF_SAMPLE=1 ALLOCSHIM_PROF_AT_EXIT=1 ALLOCSHIM_PROF_FORMAT=pprof ALLOCSHIM_PROF_DIR="$tmp/exit" "$prog"
   [ $rc -eq 0 ] || { cat "$tmp/run.err"; fail "the at-exit run failed: $rc"; }
   pb=$(find "$tmp/exit" -name 'allocshim.*.*.pb.gz')
   [ "$(echo "$pb" | wc -w)" -eq 1 ] || { ls -la "$tmp/exit"; fail "not one .pb.gz at exit: $pb"; }
@@ -150,7 +157,7 @@ inprocess)
   echo "pprof: at exit: $bytes bytes"
   # 3. On a signal, likewise; the program waits to be killed.
   mkdir -p "$tmp/sig"
-  LD_PRELOAD=$lib ALLOCSHIM_PROF=1 ALLOCSHIM_PROF_SIGNAL=USR2 ALLOCSHIM_PROF_FORMAT=pprof \
+  LD_PRELOAD=$lib ALLOCSHIM_PROF=1 ALLOCSHIM_PROF_SAMPLE=1 ALLOCSHIM_PROF_SIGNAL=USR2 ALLOCSHIM_PROF_FORMAT=pprof \
     ALLOCSHIM_PROF_DIR="$tmp/sig" "$prog" --wait >"$tmp/wait.out" 2>"$tmp/wait.err" &
   pid=$!
   for _ in $(seq 200); do grep -q ready "$tmp/wait.out" && break; sleep 0.05; done
