@@ -146,8 +146,8 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
  * and the pages of a freed large block are decommitted (MADV_DONTNEED) 25 ms later.
  * A program that keeps replacing big blocks then faults every page of every one in
  * afresh, each zeroed by the kernel (bench/ hugecalloc: 7.9x glibc, whose heap keeps
- * blocks up to 32 MiB and memsets them for calloc). While idle return runs, the shim
- * holds some of that back instead (retain_budget):
+ * blocks up to 32 MiB and memsets them for calloc). While idle return's thread runs,
+ * under the default setting, the shim holds some of that back instead (retain_budget):
  *  - a huge block's mapping becomes the next mapping mimalloc asks for over that size:
  *    trimmed, or grown in place, and zeroed, as mimalloc takes a new mapping to be.
  *    Not made PROT_NONE meanwhile: on this VM each page touched after the two

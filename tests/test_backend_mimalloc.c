@@ -165,6 +165,13 @@ static const char *perms_at(const void *p) {
 /* The _user_options run: ALLOCSHIM_PURGE set, under which nothing is held back. */
 static bool purge_set(void) { return getenv("ALLOCSHIM_PURGE") != NULL; }
 
+/* Skips the test where nothing is held back; else starts it with nothing held. */
+static void from_nothing_held(void) {
+  if (purge_set())
+    skip();
+  be_purge();
+}
+
 /* After test_deferred_free_kept (idle return running), and from nothing held back: a
  * huge block's mapping (over 16 MiB, each mapped alone) is held back when the block is
  * freed, called freed by checked mode, and is the next huge block's: the same address,
@@ -228,9 +235,7 @@ static void test_retained_mapping_opened(void **state) {
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   skip();
 #else
-  if (purge_set())
-    skip(); /* nothing is held back there */
-  be_purge();
+  from_nothing_held();
   const size_t mib = 1 << 20, len = 24 * mib, align = 64 * mib;
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   uint8_t *area = mmap(NULL, len + align, PROT_NONE, anon, -1, 0);
@@ -267,9 +272,7 @@ static void test_retained_pages(void **state) {
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   skip();
 #else
-  if (purge_set())
-    skip(); /* nothing is held back there */
-  be_purge();
+  from_nothing_held();
   /* 2 MiB: no huge block's mapping on any target (over 2 MiB on 32-bit ones), and
    * quarters of whole pages at 64 KiB. */
   const size_t len = 2 << 20, mib = len / 4;
