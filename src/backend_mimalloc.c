@@ -104,6 +104,10 @@ static atomic_int purge_parked;  /* the futex the purger sleeps on when nothing 
 static pthread_t purger_thread;
 static unsigned purge_own_reads; /* the purger's own clock reads in a pass: its alone */
 static unsigned purge_period = PURGE_PERIOD_DEFAULT;
+/* Whether freed memory may be held back (below): only under the default setting, where
+ * no ALLOCSHIM_PURGE=<seconds> asks for memory back within that time (0: at once) and no
+ * MIMALLOC_ decommit delay says when mimalloc's decommits happen. Set by purge_start. */
+static atomic_bool retain_allowed;
 /* Held by the purger through a pass and across fork(): a child must not inherit a pass
  * half done, which may hold mimalloc's abandoned list (its readers' count) or a cache
  * slot it claimed, and the child would wait on them for good. */
@@ -184,10 +188,6 @@ static size_t retain_budget(void) {
   size_t eighth = committed_bytes() / 8;
   return eighth > RETAIN_MIN ? eighth : RETAIN_MIN;
 }
-
-/* Only under the default setting: an ALLOCSHIM_PURGE=<seconds> asks for memory back
- * within that time, and 0 for at once, whatever it costs. Set by purge_begin. */
-static atomic_bool retain_allowed;
 
 static bool retaining(void) {
   return atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_ON &&
@@ -460,11 +460,7 @@ static void purge_begin(void) {
   if (!atomic_compare_exchange_strong(&purge_state, &wanted, PURGE_STATE_ON))
     return;
   int saved = errno; /* this runs inside an allocation that succeeds */
-  int setting = allocshim_purge_setting();
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-  atomic_store(&retain_allowed, setting < 0);
-#endif
-  if (setting == PURGE_OFF || allocshim_under_seccomp()) {
+  if (allocshim_purge_setting() == PURGE_OFF || allocshim_under_seccomp()) {
     atomic_store(&purge_state, PURGE_STATE_OFF);
     errno = saved;
     return;
@@ -540,7 +536,7 @@ static void purge_after_fork(void) {
 /* The defaults, in this one place. A MIMALLOC_ variable a user set for the option (any
  * of its names: decommit_delay was reset_delay before 2.0 and is purge_delay from 2.1)
  * has the last word, as every MIMALLOC_ option. */
-static void purge_option(mi_option_t option, long value, const char *const *names) {
+static bool user_set(const char *const *names) {
   /* Found as mimalloc finds it: case aside, among the first 256 entries. A setuid or
    * setgid program's are the attacker's, and the shim's default stands. */
   static const char prefix[] = "MIMALLOC_";
@@ -551,9 +547,14 @@ static void purge_option(mi_option_t option, long value, const char *const *name
       if (strncasecmp(env[i], prefix, sizeof prefix - 1) == 0 &&
           strncasecmp(env[i] + sizeof prefix - 1, *names, len) == 0 &&
           env[i][sizeof prefix - 1 + len] == '=')
-        return;
+        return true;
   }
-  mi_option_set(option, value);
+  return false;
+}
+
+static void purge_option(mi_option_t option, long value, const char *const *names) {
+  if (!user_set(names))
+    mi_option_set(option, value);
 }
 
 static void purge_start(void) {
@@ -575,6 +576,7 @@ static void purge_start(void) {
   }
   if (purge == 0)
     purge_option(mi_option_segment_decommit_delay, 0, cache);
+  atomic_store(&retain_allowed, purge < 0 && !user_set(delay));
   purge_period = purge > 0 ? (unsigned)purge : purge == 0 ? 1 : PURGE_PERIOD_DEFAULT;
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   mi_register_deferred_free(purge_deferred, NULL);
