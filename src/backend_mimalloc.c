@@ -112,6 +112,8 @@ static atomic_bool retain_allowed;
  * half done, which may hold mimalloc's abandoned list (its readers' count) or a cache
  * slot it claimed, and the child would wait on them for good. */
 static pthread_mutex_t purge_pass = PTHREAD_MUTEX_INITIALIZER;
+/* Guards the memory held back (below); taken after purge_pass, and across fork() too. */
+static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t committed_bytes(void);
 
@@ -175,7 +177,6 @@ static struct retained {
   unsigned pass;          /* the purger's pass count when it was held back */
   unsigned long long seq; /* the order held back in: the oldest goes first for room */
 } retained[RETAIN_SLOTS];
-static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER; /* after purge_pass */
 static atomic_size_t retained_bytes; /* read without the lock to skip it when 0 */
 static unsigned retain_passes;
 static unsigned long long retain_seq;
@@ -194,14 +195,19 @@ static bool retaining(void) {
          atomic_load_explicit(&retain_allowed, memory_order_relaxed);
 }
 
+/* A slot no longer held: its memory dropped, forgotten or handed out. */
+static void retain_free_slot(struct retained *r) {
+  atomic_fetch_sub(&retained_bytes, r->len);
+  r->addr = NULL;
+}
+
 /* What mimalloc asked for, done now: unmapped or decommitted. */
 static void retain_drop(struct retained *r) {
   if (r->kind == RETAINED_MAPPING)
     munmap(r->addr, r->len);
   else
     madvise(r->addr, r->len, MADV_DONTNEED);
-  atomic_fetch_sub(&retained_bytes, r->len);
-  r->addr = NULL;
+  retain_free_slot(r);
 }
 
 /* Holds [addr, addr+len) back, making room by dropping the oldest. */
@@ -246,8 +252,7 @@ static void retain_forget(const void *addr, size_t len) {
       madvise(r->addr, (size_t)(lo - r->addr), MADV_DONTNEED);
     if (r->addr + r->len > hi)
       madvise((void *)hi, (size_t)(r->addr + r->len - hi), MADV_DONTNEED);
-    atomic_fetch_sub(&retained_bytes, r->len);
-    r->addr = NULL;
+    retain_free_slot(r);
   }
   pthread_mutex_unlock(&retain_lock);
   errno = saved;
@@ -276,8 +281,7 @@ static void *retained_mapping(size_t len) {
     p = best->addr, old = best->len;
     if (old > len)
       munmap(p + len, old - len);
-    atomic_fetch_sub(&retained_bytes, old);
-    best->addr = NULL;
+    retain_free_slot(best);
   }
   pthread_mutex_unlock(&retain_lock);
   /* Read-write all through: mimalloc maps a segment it commits lazily PROT_NONE and opens
@@ -356,10 +360,12 @@ int allocshim_mi_mprotect(void *addr, size_t len, int prot) {
 /* Only whole huge segments are held back: they start on a segment boundary. */
 int allocshim_mi_munmap(void *addr, size_t len) {
   retain_forget(addr, len);
-  size_t budget = retain_budget();
-  if (len > HUGE_MIN && len <= budget && (uintptr_t)addr % MI_SEGMENT_SIZE == 0 && retaining()) {
-    retain(addr, len, RETAINED_MAPPING, budget);
-    return 0;
+  if (len > HUGE_MIN && (uintptr_t)addr % MI_SEGMENT_SIZE == 0 && retaining()) {
+    size_t budget = retain_budget();
+    if (len <= budget) {
+      retain(addr, len, RETAINED_MAPPING, budget);
+      return 0;
+    }
   }
   return munmap(addr, len);
 }
@@ -369,12 +375,14 @@ int allocshim_mi_munmap(void *addr, size_t len) {
  * committed and reuses without a commit, so a reset held back could be dropped under
  * reused data: from any other caller (a later mimalloc's included) madvise goes through. */
 int allocshim_mi_madvise(void *addr, size_t len, int advice, const char *caller) {
-  size_t budget = retain_budget();
-  if (advice != MADV_DONTNEED || strcmp(caller, "mi_os_commitx") != 0 || len > budget ||
-      !retaining())
-    return madvise(addr, len, advice);
-  retain(addr, len, RETAINED_PAGES, budget);
-  return 0;
+  if (advice == MADV_DONTNEED && strcmp(caller, "mi_os_commitx") == 0 && retaining()) {
+    size_t budget = retain_budget();
+    if (len <= budget) {
+      retain(addr, len, RETAINED_PAGES, budget);
+      return 0;
+    }
+  }
+  return madvise(addr, len, advice);
 }
 
 /* mimalloc's mi_collect is allocshim_mi_collect_inner (src/mimalloc_hooks.h), and this
@@ -501,15 +509,11 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) 
 
 static void purge_before_fork(void) {
   pthread_mutex_lock(&purge_pass);
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
   pthread_mutex_lock(&retain_lock);
-#endif
 }
 
 static void purge_after_fork_parent(void) {
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
   pthread_mutex_unlock(&retain_lock);
-#endif
   pthread_mutex_unlock(&purge_pass);
 }
 
@@ -518,9 +522,7 @@ static void purge_after_fork_parent(void) {
  * a user namespace, stays single-threaded. mimalloc's deferred-free call stays
  * registered (never cleared: see above); until the mark it does nothing. */
 static void purge_after_fork(void) {
-#if defined(ALLOCSHIM_MIMALLOC_INSIDE)
   pthread_mutex_unlock(&retain_lock);
-#endif
   pthread_mutex_unlock(&purge_pass);
   retain_expire(true); /* the parent's held-back memory: no purger here to give it back */
   int state = atomic_load(&purge_state);
