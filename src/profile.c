@@ -520,7 +520,9 @@ static int dump_profile_unsampled(const char *path, char *why, size_t cap, int m
  * sample there would put the shim's frames in the very profile it writes. */
 static int dump_profile_from(const char *path, char *why, size_t cap, int mem, char *written,
                              size_t wcap) {
+  int saved = errno; /* as the dump found it, for its success to leave it so */
   bool paused = be_profile_thread(false);
+  errno = saved;
   int status = dump_profile_unsampled(path, why, cap, mem, written, wcap);
   int err = errno;
   if (paused)

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,6 +339,16 @@ static void in_child(int (*body)(const char *base)) {
   if (WIFSIGNALED(status))
     fail_msg("the child died of signal %d", WTERMSIG(status));
   assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The link wraps the backend's per-thread sampling switch too, which a dump turns off
+ * and on around its work: whatever it does to errno (a mallctl underneath), a dump that
+ * works leaves the caller's. */
+bool __real_be_profile_thread(bool on);
+bool __wrap_be_profile_thread(bool on) {
+  bool changed = __real_be_profile_thread(on);
+  errno = EBADF;
+  return changed;
 }
 
 /* errno is the caller's after a dump that worked: once EEXIST leaked from mkdir. */
