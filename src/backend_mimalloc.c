@@ -64,10 +64,11 @@ static void errno_from_mimalloc(int err, void *arg) {
  *  - a free page inside a segment is decommitted decommit_delay ms after it became free
  *    (25, pushed back 1 ms by each later free), and only by the thread owning the
  *    segment, which changes those records without locks: no other thread may do it, so
- *    an idle thread keeps what its last burst freed. Only an ALLOCSHIM_PURGE setting
- *    asks the owners to decommit as they free (1 ms batches, never pushed back; 0: at
- *    once), because that costs some workloads hundreds of times their time
- *    (docs/PERFORMANCE.md).
+ *    an idle thread keeps what its last burst freed. Compiled in, the shim asks the
+ *    owners to decommit 1 ms after they free, and holds those decommits back for
+ *    nothing to fault (decommit_soon, below). An ALLOCSHIM_PURGE setting asks the same
+ *    of them (0: at once) and holds nothing, which costs some workloads hundreds of
+ *    times their time (docs/PERFORMANCE.md).
  * A thread costs every process, and a second one forbids unshare(CLONE_NEWUSER): it is
  * started only once mimalloc has committed PURGE_THRESHOLD bytes, from mimalloc's
  * deferred-free call (mi_register_deferred_free), which runs at the start of an
@@ -112,7 +113,10 @@ static atomic_bool retain_allowed;
  * half done, which may hold mimalloc's abandoned list (its readers' count) or a cache
  * slot it claimed, and the child would wait on them for good. */
 static pthread_mutex_t purge_pass = PTHREAD_MUTEX_INITIALIZER;
-/* Guards the memory held back (below); taken after purge_pass, and across fork() too. */
+/* Guards the memory held back (below); taken after purge_pass, and across fork() too, so
+ * that a child's copy of the table is whole. Like glibc's own arena locks, it makes a
+ * fork() from a signal handler that interrupted an allocation wait for good; the child
+ * could not have trusted the table anyway. */
 static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t committed_bytes(void);
@@ -145,6 +149,28 @@ static bool purge_past_mark(size_t adding) {
 
 static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
 
+/* Whether the user left mimalloc's decommit_extend_delay to the shim (purge_start). */
+static bool decommit_extend_mine;
+
+/* While freed memory is held back (below), mimalloc's owners decommit 1 ms after they
+ * free, never pushed back: the decommit costs no fault then, and a live thread that goes
+ * idle keeps only what its last millisecond freed (and the pages mimalloc still counts
+ * as in use). Before the purging thread runs, and in a forked child until its own does,
+ * mimalloc's own delays stand (on: false), for there a decommit is made at once
+ * (docs/PERFORMANCE.md: "large" 500x slower). */
+static void decommit_soon(bool on) {
+  static long delay = -1, extend; /* as they were before the first change */
+  if (!atomic_load(&retain_allowed))
+    return;
+  if (delay < 0) {
+    delay = mi_option_get(mi_option_decommit_delay);
+    extend = mi_option_get(mi_option_decommit_extend_delay);
+  }
+  mi_option_set(mi_option_decommit_delay, on ? 1 : delay);
+  if (decommit_extend_mine)
+    mi_option_set(mi_option_decommit_extend_delay, on ? 0 : extend);
+}
+
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
 /* ---- Memory held back a while, for the next block ----------------------------------
  * mimalloc 2.0.9 hands freed memory back to the kernel within milliseconds: a block
@@ -154,28 +180,43 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
  * afresh, each zeroed by the kernel (bench/ hugecalloc: 7.9x glibc, whose heap keeps
  * blocks up to 32 MiB and memsets them for calloc). While idle return's thread runs,
  * under the default setting, the shim holds some of that back instead (retain_budget):
- *  - a huge block's mapping becomes the next mapping mimalloc asks for over that size:
- *    trimmed, or grown in place, and zeroed, as mimalloc takes a new mapping to be.
- *    Not made PROT_NONE meanwhile: on this VM each page touched after the two
- *    mprotect calls cost as much as a fault, and a 20 MiB block took 19x longer;
+ *  - a huge block's mapping, up to RETAIN_MIN, becomes the next mapping mimalloc asks
+ *    for over that size: trimmed, or grown in place, and zeroed, as mimalloc takes a new
+ *    mapping to be (a longer one, zeroed whole, would make a mostly untouched calloc'd
+ *    block resident). Not made PROT_NONE meanwhile: on this VM each page touched after
+ *    the two mprotect calls cost as much as a fault, and a 20 MiB block took 19x longer;
  *  - pages mimalloc decommits stay, and are dropped only if mimalloc does not commit
  *    them again first (mimalloc never takes recommitted memory to be zero, and never
- *    touches decommitted memory: its debug builds decommit with PROT_NONE).
- * The purging thread gives back what was held back before its last pass (so within two
- * periods), malloc_trim(0) everything at once, a forked child everything it inherited;
+ *    touches decommitted memory: its debug builds decommit with PROT_NONE). They are
+ *    kept by segment-sized window, a bit for each unit mimalloc decommits in, so that a
+ *    thread decommitting in small pieces fills no table.
+ * Decommits that cost no fault can come early: once the thread runs, mimalloc's owners
+ * decommit 1 ms after they free, with no push-back (decommit_soon), and a live thread
+ * gone idle keeps little more than what its last millisecond freed; the rest goes back
+ * with what is held. The purging thread gives back what was held back before its last
+ * pass (so within two periods; each window marks which of its units came since that
+ * pass), malloc_trim(0) everything at once, a forked child everything it inherited;
  * whatever mimalloc unmaps is forgotten first, so the address can never be reused by
- * another mapping and then dropped. */
-#define RETAIN_SLOTS 16
-#define RETAIN_MIN   ((size_t)64 << 20)
-#define HUGE_MIN     MI_LARGE_OBJ_SIZE_MAX
+ * another mapping and then dropped. Dropping happens under retain_lock, as forgetting
+ * does: a drop done after the lock is let go could zero pages mimalloc has just
+ * committed again and written. */
+#define RETAIN_SLOTS  32
+#define RETAIN_MIN    ((size_t)64 << 20)
+#define HUGE_MIN      MI_LARGE_OBJ_SIZE_MAX
+#define RETAIN_UNIT   MI_COMMIT_SIZE /* mimalloc's decommits are whole ones */
+#define RETAIN_WINDOW MI_SEGMENT_SIZE
+#define RETAIN_UNITS  (RETAIN_WINDOW / RETAIN_UNIT)
+static const bool retain_possible = true;
 
 enum { RETAINED_MAPPING = 1, RETAINED_PAGES };
 static struct retained {
-  uint8_t *addr; /* NULL: a free slot */
-  size_t len;
+  uint8_t *addr; /* NULL: a free slot; a mapping's start, or a window's */
+  size_t len;    /* the mapping's length, or the bytes held in the window */
   int kind;
-  unsigned pass;          /* the purger's pass count when it was held back */
-  unsigned long long seq; /* the order held back in: the oldest goes first for room */
+  unsigned pass;          /* of a mapping: the purger's pass count when held back */
+  unsigned long long seq; /* the order added to in: the oldest goes first for room */
+  uint64_t units[(RETAIN_UNITS + 63) / 64]; /* of a window: the units held, */
+  uint64_t young[(RETAIN_UNITS + 63) / 64]; /* and those held since the purger's pass */
 } retained[RETAIN_SLOTS];
 static atomic_size_t retained_bytes; /* read without the lock to skip it when 0 */
 static unsigned retain_passes;
@@ -195,50 +236,138 @@ static bool retaining(void) {
          atomic_load_explicit(&retain_allowed, memory_order_relaxed);
 }
 
+static bool unit_held(const struct retained *r, size_t i) {
+  return r->units[i / 64] >> (i % 64) & 1;
+}
+
 /* A slot no longer held: its memory dropped, forgotten or handed out. */
 static void retain_free_slot(struct retained *r) {
   atomic_fetch_sub(&retained_bytes, r->len);
   r->addr = NULL;
 }
 
-/* What mimalloc asked for, done now: unmapped or decommitted. */
-static void retain_drop(struct retained *r) {
-  if (r->kind == RETAINED_MAPPING)
-    munmap(r->addr, r->len);
-  else
-    madvise(r->addr, r->len, MADV_DONTNEED);
-  retain_free_slot(r);
+enum { FORGET, DROP, DROP_OLD };
+
+/* Whether unit i of a window goes: held, and for DROP_OLD held since before the
+ * purger's last pass. */
+static bool unit_goes(const struct retained *r, size_t i, int how) {
+  return unit_held(r, i) && (how != DROP_OLD || !(r->young[i / 64] >> (i % 64) & 1));
 }
 
-/* Holds [addr, addr+len) back, making room by dropping the oldest. */
-static void retain(void *addr, size_t len, int kind, size_t budget) {
+/* Units [first, end) of a window no longer held, up to `most` bytes of them: forgotten
+ * (mimalloc committed them again, or unmapped them), or dropped (decommitted now, as
+ * mimalloc asked). */
+static void window_clear(struct retained *r, size_t first, size_t end, int how, size_t most) {
+  for (size_t i = first, j; i < end && most > 0; i = j) {
+    for (j = i; j < end && (j - i) * RETAIN_UNIT < most && unit_goes(r, j, how); j++) {
+      r->units[j / 64] &= ~((uint64_t)1 << (j % 64));
+      r->young[j / 64] &= ~((uint64_t)1 << (j % 64));
+    }
+    if (j == i) {
+      j++;
+      continue;
+    }
+    size_t bytes = (j - i) * RETAIN_UNIT;
+    if (how != FORGET)
+      madvise(r->addr + i * RETAIN_UNIT, bytes, MADV_DONTNEED);
+    r->len -= bytes;
+    atomic_fetch_sub(&retained_bytes, bytes);
+    most -= bytes < most ? bytes : most;
+  }
+  if (r->len == 0)
+    r->addr = NULL;
+}
+
+/* What mimalloc asked for, done now: unmapped or decommitted. */
+static void retain_drop(struct retained *r) {
+  if (r->kind == RETAINED_MAPPING) {
+    munmap(r->addr, r->len);
+    retain_free_slot(r);
+  } else {
+    window_clear(r, 0, RETAIN_UNITS, DROP, SIZE_MAX);
+  }
+}
+
+static struct retained *retain_oldest(void) {
+  struct retained *oldest = NULL;
+  for (int i = 0; i < RETAIN_SLOTS; i++)
+    if (retained[i].addr != NULL && (oldest == NULL || retained[i].seq < oldest->seq))
+      oldest = &retained[i];
+  return oldest;
+}
+
+/* A slot for `addr`: its window's if it has one, else a free one, made by dropping the
+ * oldest if need be. */
+static struct retained *retain_slot(uint8_t *addr, int kind) {
+  struct retained *free_slot = NULL;
+  for (int i = 0; i < RETAIN_SLOTS; i++) {
+    struct retained *r = &retained[i];
+    if (r->addr == NULL)
+      free_slot = free_slot ? free_slot : r;
+    else if (kind == RETAINED_PAGES && r->kind == kind && r->addr == addr)
+      return r;
+  }
+  if (free_slot == NULL) {
+    free_slot = retain_oldest();
+    retain_drop(free_slot);
+  }
+  *free_slot = (struct retained){.addr = addr, .kind = kind};
+  return free_slot;
+}
+
+/* Holds [addr, addr+len) back (whole units, for pages), then drops the oldest until
+ * what is held fits the budget. */
+static void retain(uint8_t *addr, size_t len, int kind, size_t budget) {
   int saved = errno; /* as for every call here: this runs inside malloc and free */
   pthread_mutex_lock(&retain_lock);
-  struct retained *slot = NULL;
-  for (;;) {
-    struct retained *oldest = NULL;
-    for (int i = 0; i < RETAIN_SLOTS; i++) {
-      struct retained *r = &retained[i];
-      if (r->addr == NULL)
-        slot = slot ? slot : r;
-      else if (oldest == NULL || r->seq < oldest->seq)
-        oldest = r;
-    }
-    if (slot != NULL && atomic_load(&retained_bytes) + len <= budget)
-      break;
-    retain_drop(oldest); /* full, or over the bytes: something is held */
-    slot = NULL;
+  if (!retaining()) { /* the purger ended since the hook looked: it gives back no more */
+    if (kind == RETAINED_MAPPING)
+      munmap(addr, len);
+    else
+      madvise(addr, len, MADV_DONTNEED);
+    len = 0;
   }
-  *slot = (struct retained){addr, len, kind, retain_passes, ++retain_seq};
-  atomic_fetch_add(&retained_bytes, len);
+  for (uint8_t *p = addr, *end = addr + len; p < end;) {
+    uint8_t *base =
+        kind == RETAINED_MAPPING ? p : (uint8_t *)((uintptr_t)p & ~(uintptr_t)(RETAIN_WINDOW - 1));
+    uint8_t *stop = kind == RETAINED_MAPPING || end - base < (ptrdiff_t)RETAIN_WINDOW
+                        ? end
+                        : base + RETAIN_WINDOW;
+    struct retained *r = retain_slot(base, kind);
+    size_t added = (size_t)(stop - p);
+    if (kind == RETAINED_PAGES) {
+      added = 0;
+      for (size_t i = (size_t)(p - base) / RETAIN_UNIT; i < (size_t)(stop - base) / RETAIN_UNIT;
+           i++)
+        if (!unit_held(r, i)) {
+          r->units[i / 64] |= (uint64_t)1 << (i % 64);
+          r->young[i / 64] |= (uint64_t)1 << (i % 64);
+          added += RETAIN_UNIT;
+        }
+    }
+    r->len += added;
+    atomic_fetch_add(&retained_bytes, added);
+    r->pass = retain_passes;
+    r->seq = ++retain_seq;
+    p = stop;
+  }
+  /* Over the budget: the oldest mapping goes, or of the oldest window what is over. */
+  for (size_t held; (held = atomic_load(&retained_bytes)) > budget;) {
+    struct retained *oldest = retain_oldest();
+    if (oldest->kind == RETAINED_MAPPING)
+      retain_drop(oldest);
+    else
+      window_clear(oldest, 0, RETAIN_UNITS, DROP, held - budget);
+  }
   pthread_mutex_unlock(&retain_lock);
   purge_poke(); /* the purger must not sleep while something is held back */
   errno = saved;
 }
 
-/* mimalloc takes [addr, addr+len) back: committing it again, or unmapping it. Held-back
- * decommits there are forgotten; of one that reaches outside, the outside is dropped. */
-static void retain_forget(const void *addr, size_t len) {
+/* mimalloc takes [addr, addr+len) back: committing it again (`unmapping` false), or
+ * unmapping it. Held units there are forgotten; of a unit the range covers only in
+ * part, a recommit drops the rest at once. */
+static void retain_forget(const void *addr, size_t len, bool unmapping) {
   if (atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return;
   const uint8_t *lo = addr, *hi = lo + len;
@@ -246,13 +375,17 @@ static void retain_forget(const void *addr, size_t len) {
   pthread_mutex_lock(&retain_lock);
   for (int i = 0; i < RETAIN_SLOTS; i++) {
     struct retained *r = &retained[i];
-    if (r->addr == NULL || r->kind != RETAINED_PAGES || r->addr >= hi || r->addr + r->len <= lo)
+    if (r->addr == NULL || r->kind != RETAINED_PAGES || r->addr >= hi ||
+        r->addr + RETAIN_WINDOW <= lo)
       continue;
-    if (r->addr < lo)
-      madvise(r->addr, (size_t)(lo - r->addr), MADV_DONTNEED);
-    if (r->addr + r->len > hi)
-      madvise((void *)hi, (size_t)(r->addr + r->len - hi), MADV_DONTNEED);
-    retain_free_slot(r);
+    size_t from = lo > r->addr ? (size_t)(lo - r->addr) : 0;
+    size_t to = hi < r->addr + RETAIN_WINDOW ? (size_t)(hi - r->addr) : RETAIN_WINDOW;
+    size_t first = from / RETAIN_UNIT, end = (to + RETAIN_UNIT - 1) / RETAIN_UNIT;
+    if (!unmapping && from % RETAIN_UNIT != 0 && unit_held(r, first))
+      madvise(r->addr + first * RETAIN_UNIT, from % RETAIN_UNIT, MADV_DONTNEED);
+    if (!unmapping && to % RETAIN_UNIT != 0 && unit_held(r, end - 1))
+      madvise(r->addr + to, RETAIN_UNIT - to % RETAIN_UNIT, MADV_DONTNEED);
+    window_clear(r, first, end, FORGET, SIZE_MAX);
   }
   pthread_mutex_unlock(&retain_lock);
   errno = saved;
@@ -279,9 +412,13 @@ static void *retained_mapping(size_t len) {
   size_t old = 0;
   if (best != NULL && (best->len >= len || mremap(best->addr, best->len, len, 0) != MAP_FAILED)) {
     p = best->addr, old = best->len;
-    if (old > len)
-      munmap(p + len, old - len);
     retain_free_slot(best);
+    /* A tail the kernel will not cut off (a huge-page mapping's, at a boundary inside a
+     * huge page) would outlive the block: then the mapping goes, and a new one is made. */
+    if (old > len && munmap(p + len, old - len) != 0) {
+      munmap(p, old);
+      p = MAP_FAILED;
+    }
   }
   pthread_mutex_unlock(&retain_lock);
   /* Read-write all through: mimalloc maps a segment it commits lazily PROT_NONE and opens
@@ -297,15 +434,24 @@ static void *retained_mapping(size_t len) {
 }
 
 /* Drops what was held back before the purger's last pass (everything if `all`); true
- * if something is still held. */
+ * if something is still held. Asked for everything, it waits for a hold under way: once
+ * holding is off, that one's memory may be the last held, with nobody to drop it. */
 static bool retain_expire(bool all) {
-  if (atomic_load(&retained_bytes) == 0)
+  if (!all && atomic_load(&retained_bytes) == 0)
     return false;
   int saved = errno;
   pthread_mutex_lock(&retain_lock);
-  for (int i = 0; i < RETAIN_SLOTS; i++)
-    if (retained[i].addr != NULL && (all || retained[i].pass != retain_passes))
-      retain_drop(&retained[i]);
+  for (int i = 0; i < RETAIN_SLOTS; i++) {
+    struct retained *r = &retained[i];
+    if (r->addr == NULL)
+      continue;
+    if (all || (r->kind == RETAINED_MAPPING && r->pass != retain_passes)) {
+      retain_drop(r);
+    } else if (r->kind == RETAINED_PAGES) {
+      window_clear(r, 0, RETAIN_UNITS, DROP_OLD, SIZE_MAX);
+      memset(r->young, 0, sizeof r->young); /* what is left is old at the next pass */
+    }
+  }
   retain_passes++;
   bool left = atomic_load(&retained_bytes) != 0;
   pthread_mutex_unlock(&retain_lock);
@@ -351,21 +497,20 @@ void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off
 /* mimalloc commits with mprotect (read-write), and with nothing else. */
 int allocshim_mi_mprotect(void *addr, size_t len, int prot) {
   if (prot & PROT_WRITE)
-    retain_forget(addr, len);
+    retain_forget(addr, len, false);
   int r = mprotect(addr, len, prot);
   purge_watch(r == 0 && (prot & PROT_WRITE) ? len : 0);
   return r;
 }
 
-/* Only whole huge segments are held back: they start on a segment boundary. */
+/* Only whole huge segments are held back (they start on a segment boundary), and only
+ * up to RETAIN_MIN, which every budget allows. */
 int allocshim_mi_munmap(void *addr, size_t len) {
-  retain_forget(addr, len);
-  if (len > HUGE_MIN && (uintptr_t)addr % MI_SEGMENT_SIZE == 0 && retaining()) {
-    size_t budget = retain_budget();
-    if (len <= budget) {
-      retain(addr, len, RETAINED_MAPPING, budget);
-      return 0;
-    }
+  retain_forget(addr, len, true);
+  if (len > HUGE_MIN && len <= RETAIN_MIN && (uintptr_t)addr % MI_SEGMENT_SIZE == 0 &&
+      retaining()) {
+    retain(addr, len, RETAINED_MAPPING, retain_budget());
+    return 0;
   }
   return munmap(addr, len);
 }
@@ -375,7 +520,8 @@ int allocshim_mi_munmap(void *addr, size_t len) {
  * committed and reuses without a commit, so a reset held back could be dropped under
  * reused data: from any other caller (a later mimalloc's included) madvise goes through. */
 int allocshim_mi_madvise(void *addr, size_t len, int advice, const char *caller) {
-  if (advice == MADV_DONTNEED && strcmp(caller, "mi_os_commitx") == 0 && retaining()) {
+  if (advice == MADV_DONTNEED && strcmp(caller, "mi_os_commitx") == 0 &&
+      (uintptr_t)addr % RETAIN_UNIT == 0 && len % RETAIN_UNIT == 0 && retaining()) {
     size_t budget = retain_budget();
     if (len <= budget) {
       retain(addr, len, RETAINED_PAGES, budget);
@@ -401,6 +547,7 @@ int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
 }
 #else
 /* Through libmimalloc.so the shim sees none of mimalloc's mappings: nothing is held. */
+static const bool retain_possible = false;
 static bool retain_expire(bool all) {
   (void)all;
   return false;
@@ -410,6 +557,14 @@ static bool retained_holds(const void *p) {
   return false;
 }
 #endif
+
+/* No purger from here on: so nothing is held back either, and mimalloc's own delays
+ * stand again. */
+static void purge_off(void) {
+  atomic_store(&purge_state, PURGE_STATE_OFF);
+  decommit_soon(false);
+  retain_expire(true);
+}
 
 /* The purger: a pass once the period has passed since a poke, and more while pokes keep
  * coming. A pass that followed no poke is made once more (through libmimalloc.so, frees
@@ -452,12 +607,13 @@ static void *purger(void *arg) {
     pthread_mutex_lock(&purge_pass);
     purge_own_reads = 0;
     mi_collect(false);
-    if (purge_own_reads > 1 || retain_expire(false))
+    bool held = retain_expire(false); /* every pass, whatever mi_collect found */
+    if (purge_own_reads > 1 || held)
       quiet = 0;
     pthread_mutex_unlock(&purge_pass);
   }
 refused:
-  atomic_store(&purge_state, PURGE_STATE_OFF);
+  purge_off();
   return NULL;
 }
 
@@ -469,7 +625,7 @@ static void purge_begin(void) {
     return;
   int saved = errno; /* this runs inside an allocation that succeeds */
   if (allocshim_purge_setting() == PURGE_OFF || allocshim_under_seccomp()) {
-    atomic_store(&purge_state, PURGE_STATE_OFF);
+    purge_off();
     errno = saved;
     return;
   }
@@ -480,9 +636,10 @@ static void purge_begin(void) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 256 << 10);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  decommit_soon(true); /* before the thread, which may end at once and undo it */
   if (pthread_create(&purger_thread, &attr, purger, NULL) != 0) {
     allocshim_say("idle return off: no thread for it");
-    atomic_store(&purge_state, PURGE_STATE_OFF);
+    purge_off();
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
@@ -527,6 +684,7 @@ static void purge_after_fork(void) {
   retain_expire(true); /* the parent's held-back memory: no purger here to give it back */
   int state = atomic_load(&purge_state);
   if (state == PURGE_STATE_ON || state == PURGE_STATE_WANTED) {
+    decommit_soon(false);
     purger_thread = (pthread_t)0; /* the parent's; its id may be a new thread's here */
     atomic_store(&purge_base, committed_bytes());
     atomic_store(&purge_poked, 0);
@@ -578,7 +736,16 @@ static void purge_start(void) {
   }
   if (purge == 0)
     purge_option(mi_option_segment_decommit_delay, 0, cache);
-  atomic_store(&retain_allowed, purge < 0 && !user_set(delay));
+  /* Memory is held back under the default setting only (retain_allowed), and not where
+   * mimalloc's period for wholly free segments, which the purger waits out, would
+   * stretch how long it is held, nor with huge OS pages, cut only at their own
+   * boundaries. */
+  atomic_store(&retain_allowed, retain_possible && purge < 0 && !user_set(delay) &&
+                                    !user_set(cache) &&
+                                    !mi_option_is_enabled(mi_option_large_os_pages));
+  decommit_extend_mine = !user_set(extend);
+  if (atomic_load(&purge_state) == PURGE_STATE_ON) /* started before this constructor */
+    decommit_soon(true);
   purge_period = purge > 0 ? (unsigned)purge : purge == 0 ? 1 : PURGE_PERIOD_DEFAULT;
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   mi_register_deferred_free(purge_deferred, NULL);

@@ -162,13 +162,28 @@ static const char *perms_at(const void *p) {
   return perms;
 }
 
-/* The _user_options and _decommit_delay runs: ALLOCSHIM_PURGE, or mimalloc's decommit
- * delay, set; under either nothing is held back. */
+/* The runs with ALLOCSHIM_PURGE, or a MIMALLOC_ option saying when memory goes back or
+ * how it is mapped, set: under each nothing is held back. */
 static bool holding_off(void) {
-  return getenv("ALLOCSHIM_PURGE") != NULL || getenv("MIMALLOC_DECOMMIT_DELAY") != NULL;
+  return getenv("ALLOCSHIM_PURGE") != NULL || getenv("MIMALLOC_DECOMMIT_DELAY") != NULL ||
+         getenv("MIMALLOC_SEGMENT_DECOMMIT_DELAY") != NULL ||
+         getenv("MIMALLOC_LARGE_OS_PAGES") != NULL;
 }
 
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* A mapping of the test's own, aligned as mimalloc's segments are (every segment size
+ * divides 64 MiB). */
+static uint8_t *aligned_map(size_t len, int prot) {
+  const size_t align = 64 << 20;
+  uint8_t *area = mmap(NULL, len + align, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  assert_true(area != MAP_FAILED);
+  uint8_t *at = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+  if (at > area)
+    assert_int_equal(munmap(area, (size_t)(at - area)), 0);
+  assert_int_equal(munmap(at + len, (size_t)(area + align - at)), 0);
+  return at;
+}
+
 /* Skips the test where nothing is held back; else starts it with nothing held. */
 static void from_nothing_held(void) {
   if (holding_off())
@@ -190,6 +205,16 @@ static void test_retained_mapping(void **state) {
   skip();
 #endif
   const size_t mib = 1 << 20, big = 40 * mib, small = 20 * mib, grown = 28 * mib;
+  be_purge();
+  /* Over 64 MiB: unmapped at once, for zeroing it whole on its reuse could make a mostly
+   * untouched calloc'd block resident; though the budget, an eighth of what is
+   * committed, has room for it beside a 720 MiB block (committed, never touched). */
+  uint8_t *room = malloc(720 * mib), *huge = malloc(80 * mib);
+  assert_non_null(huge);
+  const uintptr_t huge_at = (uintptr_t)huge;
+  free(opaque_ptr(huge));
+  assert_string_equal(perms_at((void *)huge_at), "");
+  free(room); /* NULL where the address space or the commit limit has no room */
   be_purge();
   uint8_t *p = malloc(big);
   assert_non_null(p);
@@ -241,14 +266,9 @@ static void test_retained_mapping_opened(void **state) {
   skip();
 #else
   from_nothing_held();
-  const size_t mib = 1 << 20, len = 24 * mib, align = 64 * mib;
+  const size_t mib = 1 << 20, len = 24 * mib;
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  uint8_t *area = mmap(NULL, len + align, PROT_NONE, anon, -1, 0);
-  assert_true(area != MAP_FAILED);
-  uint8_t *seg = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
-  if (seg > area)
-    assert_int_equal(munmap(area, (size_t)(seg - area)), 0);
-  assert_int_equal(munmap(seg + len, (size_t)(area + align - seg)), 0);
+  uint8_t *seg = aligned_map(len, PROT_NONE);
   assert_int_equal(mprotect(seg, mib, PROT_READ | PROT_WRITE), 0);
   memset(seg, 0x11, mib);
   assert_int_equal(allocshim_mi_munmap(seg, len), 0);
@@ -266,12 +286,14 @@ static void test_retained_mapping_opened(void **state) {
 /* The function of mimalloc 2.0.9's whose madvise is a decommit, as the hook is told. */
 #define DECOMMIT "mi_os_commitx"
 
+/* The unit mimalloc 2.0.9 commits and decommits in (MI_COMMIT_SIZE). */
+#define UNIT ((size_t)(sizeof(void *) == 8 ? 64 : 32) << 10)
+
 /* Pages mimalloc decommits (its madvise, here called as mimalloc's hook is) are held
- * back, contents and all, and dropped later: the part mimalloc commits again (its
- * mprotect) stays, the rest goes at once, and a program's mi_collect(true) drops the
- * others. A reset (any other caller's madvise) is done at once. What mimalloc unmaps is
- * forgotten first: a mapping later made at the same address keeps its data through
- * every drop. */
+ * back, contents and all, until dropped: the part mimalloc commits again (its mprotect)
+ * is kept, and a program's mi_collect(true) drops the rest. A reset (any other caller's
+ * madvise) is done at once. What mimalloc unmaps is forgotten first: a mapping later
+ * made at the same address keeps its data through every drop. */
 static void test_retained_pages(void **state) {
   (void)state;
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
@@ -279,24 +301,19 @@ static void test_retained_pages(void **state) {
 #else
   from_nothing_held();
   /* 2 MiB: no huge block's mapping on any target (over 2 MiB on 32-bit ones), and
-   * quarters of whole pages at 64 KiB. */
+   * quarters of whole units. */
   const size_t len = 2 << 20, mib = len / 4;
-  uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  assert_true(p != MAP_FAILED);
+  uint8_t *p = aligned_map(len, PROT_READ | PROT_WRITE);
   memset(p, 0xaa, len);
   assert_int_equal(allocshim_mi_madvise(p, len, MADV_DONTNEED, DECOMMIT), 0);
   assert_int_equal(p[0], 0xaa);
   assert_int_equal(p[len - 1], 0xaa); /* held back: not dropped yet */
   assert_int_equal(allocshim_mi_mprotect(p, mib, PROT_READ | PROT_WRITE), 0);
+  mi_collect(true);                   /* a program's own, on musl too */
   assert_int_equal(p[mib - 1], 0xaa); /* committed again: kept as it was */
-  assert_int_equal(p[mib], 0);        /* the rest: dropped now */
+  assert_int_equal(p[mib], 0);        /* the rest: dropped */
   assert_int_equal(p[len - 1], 0);
   memset(p, 0xbb, len);
-  assert_int_equal(allocshim_mi_madvise(p + mib, mib, MADV_DONTNEED, DECOMMIT), 0);
-  assert_int_equal(p[mib], 0xbb);
-  mi_collect(true); /* a program's own, on musl too */
-  assert_int_equal(p[mib], 0);
-  assert_int_equal(p[0], 0xbb);
   assert_int_equal(allocshim_mi_madvise(p, mib, MADV_DONTNEED, "mi_madvise"), 0);
   assert_int_equal(p[0], 0); /* mimalloc reuses reset memory without a commit */
   /* Held back, then unmapped, and the address mapped again by someone else. */
@@ -308,20 +325,89 @@ static void test_retained_pages(void **state) {
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   assert_true(again == p);
   memset(again, 0xdd, len);
-  mi_collect(true); /* a program's own, on musl too */
+  mi_collect(true);
   assert_int_equal(again[0], 0xdd);
   assert_int_equal(again[len - 1], 0xdd);
   munmap(again, len);
 #endif
 }
 
+/* A thread that decommits in pieces (once the purging thread runs, 1 ms after it frees)
+ * fills no table: 96 pieces, every other unit of 192, are all held back, and a commit
+ * over some of them and the gaps between keeps those. A decommit that is not in whole
+ * units is not mimalloc's: done at once. */
+static void test_retained_pieces(void **state) {
+  (void)state;
+#if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
+  skip();
+#else
+  from_nothing_held();
+  enum { UNITS = 192 };
+  const size_t len = UNITS * UNIT;
+  uint8_t *p = aligned_map(len, PROT_READ | PROT_WRITE);
+  memset(p, 0xaa, len);
+  for (size_t i = 0; i < UNITS; i += 2)
+    assert_int_equal(allocshim_mi_madvise(p + i * UNIT, UNIT, MADV_DONTNEED, DECOMMIT), 0);
+  for (size_t i = 0; i < UNITS; i += 2)
+    assert_int_equal(p[i * UNIT], 0xaa);
+  assert_int_equal(allocshim_mi_mprotect(p + 10 * UNIT, 20 * UNIT, PROT_READ | PROT_WRITE), 0);
+  mi_collect(true);
+  for (size_t i = 0; i < UNITS; i++)
+    assert_int_equal(p[i * UNIT], i % 2 == 1 || (i >= 10 && i < 30) ? 0xaa : 0);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (page < UNIT) {
+    /* A commit that starts inside a held unit: the unit's part before it goes at once,
+     * the part committed again stays. */
+    memset(p + 40 * UNIT, 0xcc, UNIT);
+    assert_int_equal(allocshim_mi_madvise(p + 40 * UNIT, UNIT, MADV_DONTNEED, DECOMMIT), 0);
+    assert_int_equal(allocshim_mi_mprotect(p + 40 * UNIT + page, UNIT, PROT_READ | PROT_WRITE), 0);
+    assert_int_equal(p[40 * UNIT], 0);
+    assert_int_equal(p[40 * UNIT + page], 0xcc);
+    mi_collect(true);
+    assert_int_equal(p[41 * UNIT - 1], 0xcc);
+    memset(p, 0xbb, UNIT);
+    assert_int_equal(allocshim_mi_madvise(p, UNIT - page, MADV_DONTNEED, DECOMMIT), 0);
+    assert_int_equal(p[0], 0);
+    assert_int_equal(p[UNIT - page], 0xbb);
+  }
+  munmap(p, len);
+#endif
+}
+
+/* Once the purging thread runs, mimalloc's owners decommit 1 ms after they free, never
+ * pushed back: held back, those decommits cost no fault, and a thread gone idle keeps
+ * only its last millisecond's frees. A forked child, with no such thread until its own
+ * mark, has mimalloc's own delays back (25 ms, pushed back 1 ms). */
+static void test_decommit_soon(void **state) {
+  (void)state;
+#if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
+  skip();
+#endif
+  if (holding_off())
+    skip();
+  assert_int_equal(mi_option_get(mi_option_decommit_delay), 1);
+  assert_int_equal(mi_option_get(mi_option_decommit_extend_delay), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(mi_option_get(mi_option_decommit_delay) == 25 &&
+                  mi_option_get(mi_option_decommit_extend_delay) == 1
+              ? 0
+              : 1);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Last, natively (an emulator's run would wait as long for nothing new): what is held
- * back goes back within two of the purging thread's 10 s periods, without a call. */
+ * back goes back within two of the purging thread's 10 s periods, without a call; a
+ * held decommit too, though its window keeps getting new ones (a live thread freeing
+ * more of the same segment), which are still held when it goes. */
 static void test_retained_expire(void **state) {
   (void)state;
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE) || defined(ALLOCSHIM_TEST_EMULATED)
   skip();
-#endif
+#else
   if (holding_off())
     skip();
   uint8_t *p = malloc(40 << 20);
@@ -330,9 +416,21 @@ static void test_retained_expire(void **state) {
   memset(p, 1, 40 << 20);
   free(opaque_ptr(p));
   assert_string_equal(perms_at((void *)at), "rw-p");
-  for (int i = 0; i < 250 && perms_at((void *)at)[0] != '\0'; i++)
+  enum { UNITS = 64 };
+  uint8_t *pages = aligned_map(UNITS * UNIT, PROT_READ | PROT_WRITE);
+  memset(pages, 0xaa, UNITS * UNIT);
+  size_t added = 0;
+  for (int i = 0; i < 250 && (perms_at((void *)at)[0] != '\0' || pages[0] != 0); i++) {
+    if (i % 5 == 0 && added < UNITS) /* every half second */
+      assert_int_equal(allocshim_mi_madvise(pages + added++ * UNIT, UNIT, MADV_DONTNEED, DECOMMIT),
+                       0);
     usleep(100000); /* 25 s: two periods and room to spare */
+  }
   assert_string_equal(perms_at((void *)at), "");
+  assert_int_equal(pages[0], 0);
+  assert_int_equal(pages[(added - 1) * UNIT], 0xaa);
+  munmap(pages, UNITS * UNIT);
+#endif
 }
 
 /* A MIMALLOC_ option the user set has the last word over the shim's default, found as
@@ -355,6 +453,8 @@ int main(void) {
       cmocka_unit_test(test_retained_mapping),
       cmocka_unit_test(test_retained_mapping_opened),
       cmocka_unit_test(test_retained_pages),
+      cmocka_unit_test(test_retained_pieces),
+      cmocka_unit_test(test_decommit_soon),
       cmocka_unit_test(test_version),
       cmocka_unit_test(test_profiling_not_supported),
       cmocka_unit_test(test_stats_fields),

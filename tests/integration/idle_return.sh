@@ -6,10 +6,11 @@
 # unshare(CLONE_NEWUSER) still works in a program whose heap never grew; an idle
 # process with nothing to return is left asleep; a forked child returns memory too;
 # ALLOCSHIM_PURGE=off switches it off.
-# On mimalloc the default returns what ended threads and wholly freed segments hold;
-# pages an idle live thread freed go back only with ALLOCSHIM_PURGE set, which makes
-# the owning thread decommit as it frees (src/backend_mimalloc.c says why).
-# usage: idle_return.sh MODE BACKEND LIBRARY IDLE_CHECK (tests/integration/idle_check.c)
+# On mimalloc linked to libmimalloc.so the default returns what ended threads and
+# wholly freed segments hold, and pages an idle live thread freed go back only with
+# ALLOCSHIM_PURGE set (src/backend_mimalloc.c says why); compiled in, all of it.
+# usage: idle_return.sh MODE KIND LIBRARY IDLE_CHECK (tests/integration/idle_check.c)
+#   KIND: jemalloc, mimalloc-inside or mimalloc-shared (ALLOCSHIM_BACKEND_KIND)
 #   MODE: threads | unshare | return | quiet | fork | off
 set -uo pipefail
 mode=$1 backend=$2 lib=$(readlink -f "$3") prog=$4
@@ -44,7 +45,7 @@ threads)
   echo "idle_return: ok: the small program, python3 -c and sh keep one thread; none under seccomp"
   # A filter installed later on every thread that refuses sleeping: the purging thread
   # ends instead of spinning (jemalloc's own thread waits on a condition, not a sleep).
-  if [ "$backend" = mimalloc ]; then
+  if [ "$backend" != jemalloc ]; then
     out=$(ALLOCSHIM_PURGE=$short run "$prog" refused $MIB) || fail "refused: $out"
     grep -q ' 2 thread(s) before the filter, 1 after; 0\.[0-4][0-9] s of CPU' <<<"$out" ||
       fail "the purging thread under a filter refusing its sleep: $out"
@@ -61,7 +62,7 @@ unshare)
   ;;
 return)
   # The default: within 30 s of the frees, with no allocation call in between.
-  if [ "$backend" = jemalloc ]; then
+  if [ "$backend" != mimalloc-shared ]; then
     run "$prog" alive $MIB 30 $LIMIT || fail "threads alive: memory not returned within 30 s"
   fi
   run "$prog" exited $MIB 30 $LIMIT || fail "threads ended: memory not returned within 30 s"
