@@ -236,9 +236,13 @@ static bool retaining(void) {
          atomic_load_explicit(&retain_allowed, memory_order_relaxed);
 }
 
-static bool unit_held(const struct retained *r, size_t i) {
-  return r->units[i / 64] >> (i % 64) & 1;
+static bool bit_get(const uint64_t *bits, size_t i) { return bits[i / 64] >> (i % 64) & 1; }
+
+static void bit_put(uint64_t *bits, size_t i, bool on) {
+  bits[i / 64] = (bits[i / 64] & ~((uint64_t)1 << (i % 64))) | (uint64_t)on << (i % 64);
 }
+
+static bool unit_held(const struct retained *r, size_t i) { return bit_get(r->units, i); }
 
 /* A slot no longer held: its memory dropped, forgotten or handed out. */
 static void retain_free_slot(struct retained *r) {
@@ -251,7 +255,7 @@ enum { FORGET, DROP, DROP_OLD };
 /* Whether unit i of a window goes: held, and for DROP_OLD held since before the
  * purger's last pass. */
 static bool unit_goes(const struct retained *r, size_t i, int how) {
-  return unit_held(r, i) && (how != DROP_OLD || !(r->young[i / 64] >> (i % 64) & 1));
+  return unit_held(r, i) && (how != DROP_OLD || !bit_get(r->young, i));
 }
 
 /* Units [first, end) of a window no longer held, up to `most` bytes of them: forgotten
@@ -260,8 +264,8 @@ static bool unit_goes(const struct retained *r, size_t i, int how) {
 static void window_clear(struct retained *r, size_t first, size_t end, int how, size_t most) {
   for (size_t i = first, j; i < end && most > 0; i = j) {
     for (j = i; j < end && (j - i) * RETAIN_UNIT < most && unit_goes(r, j, how); j++) {
-      r->units[j / 64] &= ~((uint64_t)1 << (j % 64));
-      r->young[j / 64] &= ~((uint64_t)1 << (j % 64));
+      bit_put(r->units, j, false);
+      bit_put(r->young, j, false);
     }
     if (j == i) {
       j++;
@@ -340,8 +344,8 @@ static void retain(uint8_t *addr, size_t len, int kind, size_t budget) {
       for (size_t i = (size_t)(p - base) / RETAIN_UNIT; i < (size_t)(stop - base) / RETAIN_UNIT;
            i++)
         if (!unit_held(r, i)) {
-          r->units[i / 64] |= (uint64_t)1 << (i % 64);
-          r->young[i / 64] |= (uint64_t)1 << (i % 64);
+          bit_put(r->units, i, true);
+          bit_put(r->young, i, true);
           added += RETAIN_UNIT;
         }
     }

@@ -197,8 +197,8 @@ static void from_nothing_held(void) {
  * freed, called freed by checked mode, and is the next huge block's: the same address,
  * every byte zero. Trimmed for a smaller block, grown in place for a larger one (where
  * mimalloc's hints leave room: 64-bit, not under an emulator's own address space);
- * malloc_trim(0) (be_purge) unmaps it. Under an explicit ALLOCSHIM_PURGE or
- * MIMALLOC_DECOMMIT_DELAY nothing is held; nor through libmimalloc.so. */
+ * malloc_trim(0) (be_purge) unmaps it. In the runs where holding_off() nothing is
+ * held; nor through libmimalloc.so. */
 static void test_retained_mapping(void **state) {
   (void)state;
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
