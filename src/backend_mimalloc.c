@@ -181,8 +181,8 @@ static void decommit_soon(bool on) {
  * blocks up to 32 MiB and memsets them for calloc). While idle return's thread runs,
  * under the default setting, the shim holds some of that back instead (retain_budget):
  *  - a huge block's mapping, up to RETAIN_MIN, becomes the next mapping mimalloc asks
- *    for over that size: trimmed, or grown in place, and zeroed, as mimalloc takes a new
- *    mapping to be (a longer one, zeroed whole, would make a mostly untouched calloc'd
+ *    for over that size: moved to a new address, cut or grown, and zeroed, as mimalloc
+ *    takes a new mapping to be (a longer one, zeroed whole, would make a mostly untouched calloc'd
  *    block resident). Not made PROT_NONE meanwhile: on this VM each page touched after
  *    the two mprotect calls cost as much as a fault, and a 20 MiB block took 19x longer;
  *  - pages mimalloc decommits stay, and are dropped only if mimalloc does not commit
@@ -395,14 +395,32 @@ static void retain_forget(const void *addr, size_t len, bool unmapping) {
   errno = saved;
 }
 
-/* A held-back mapping of exactly len bytes, read-write and zeroed; MAP_FAILED if none.
- * The closest one at least as long, trimmed; else the longest shorter one, grown where
- * it lies (mimalloc's address hints leave a huge segment the rest of its
- * MI_SEGMENT_SIZE-aligned span free). */
+/* A fresh MI_SEGMENT_SIZE-aligned range of len bytes, reserved PROT_NONE; NULL if none. */
+static uint8_t *segment_reserve(size_t len) {
+  const size_t align = MI_SEGMENT_SIZE;
+  uint8_t *area =
+      mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (area == MAP_FAILED)
+    return NULL;
+  uint8_t *at = (uint8_t *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+  if (at > area)
+    munmap(area, (size_t)(at - area));
+  munmap(at + len, (size_t)(area + align - at));
+  return at;
+}
+
+/* A held-back mapping as a new one of len bytes, read-write and zeroed; MAP_FAILED if
+ * none. The closest one at least as long, else the longest shorter one, moves to a
+ * fresh segment-aligned address, cut or grown to len (mremap moves the pages, which
+ * stay resident): the block freed there stays unmapped, so a late read of it or a
+ * second free of it faults as it did before, rather than reaching the new block. */
 static void *retained_mapping(size_t len) {
   if (len <= HUGE_MIN || atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return MAP_FAILED;
-  int saved = errno; /* a refused mremap is no failure of the caller's */
+  uint8_t *to = segment_reserve(len);
+  if (to == NULL)
+    return MAP_FAILED;
+  int saved = errno; /* a refused mprotect or mremap is no failure of the caller's */
   pthread_mutex_lock(&retain_lock);
   struct retained *best = NULL;
   for (int i = 0; i < RETAIN_SLOTS; i++) {
@@ -414,24 +432,18 @@ static void *retained_mapping(size_t len) {
   }
   uint8_t *p = MAP_FAILED;
   size_t old = 0;
-  if (best != NULL && (best->len >= len || mremap(best->addr, best->len, len, 0) != MAP_FAILED)) {
-    p = best->addr, old = best->len;
+  /* Read-write all through first, one mapping for mremap to move: mimalloc maps a segment
+   * it commits lazily PROT_NONE and opens it piecewise. A mapping the kernel will not move
+   * (a huge-page one) stays held, and goes at its time. */
+  if (best != NULL && mprotect(best->addr, best->len, PROT_READ | PROT_WRITE) == 0 &&
+      (p = mremap(best->addr, best->len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to)) != MAP_FAILED) {
+    old = best->len;
     retain_free_slot(best);
-    /* A tail the kernel will not cut off (a huge-page mapping's, at a boundary inside a
-     * huge page) would outlive the block: then the mapping goes, and a new one is made. */
-    if (old > len && munmap(p + len, old - len) != 0) {
-      munmap(p, old);
-      p = MAP_FAILED;
-    }
   }
   pthread_mutex_unlock(&retain_lock);
-  /* Read-write all through: mimalloc maps a segment it commits lazily PROT_NONE and opens
-   * it piecewise (for a mapping already read-write the call changes nothing). */
-  if (p != MAP_FAILED && mprotect(p, len, PROT_READ | PROT_WRITE) != 0) {
-    munmap(p, len);
-    p = MAP_FAILED;
-  }
-  if (p != MAP_FAILED)
+  if (p == MAP_FAILED)
+    munmap(to, len);
+  else
     memset(p, 0, old < len ? old : len); /* a grown tail is the kernel's zero pages */
   errno = saved;
   return p;
@@ -486,7 +498,7 @@ static void purge_watch(size_t adding) {
 }
 
 /* A plain read-write anonymous mapping may be a held-back one; mimalloc's hint is only
- * a hint, and a held-back mapping lies on the segment boundary mimalloc wants. */
+ * a hint, and a held-back mapping comes on the segment boundary mimalloc wants. */
 void *allocshim_mi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
   void *p = MAP_FAILED;
   if (prot == (PROT_READ | PROT_WRITE) && fd == -1 &&
