@@ -181,9 +181,10 @@ static void decommit_soon(bool on) {
  * blocks up to 32 MiB and memsets them for calloc). While idle return's thread runs,
  * under the default setting, the shim holds some of that back instead (retain_budget):
  *  - a huge block's mapping, up to RETAIN_MIN, becomes the next mapping mimalloc asks
- *    for over that size: moved to a new address, cut or grown, and zeroed, as mimalloc
- *    takes a new mapping to be (a longer one, zeroed whole, would make a mostly untouched calloc'd
- *    block resident). Not made PROT_NONE meanwhile: on this VM each page touched after
+ *    for over that size: moved to a new address, cut or grown, and with its segment
+ *    headers zeroed, as mimalloc takes a new mapping's to be (blocks it zeroes itself
+ *    for calloc). A longer mapping is unmapped at once: alone, it could take all of
+ *    the budget. Not made PROT_NONE meanwhile: on this VM each page touched after
  *    the two mprotect calls cost as much as a fault, and a 20 MiB block took 19x longer;
  *  - pages mimalloc decommits stay, and are dropped only if mimalloc does not commit
  *    them again first (mimalloc never takes recommitted memory to be zero, and never
@@ -222,13 +223,22 @@ static atomic_size_t retained_bytes; /* read without the lock to skip it when 0 
 static unsigned retain_passes;
 static unsigned long long retain_seq;
 
-/* What may be held back: an eighth of what mimalloc has committed, and at least what
- * glibc's heap keeps at its top at most (its trim threshold rises to 64 MiB). Measured
- * on hugecalloc (docs/PERFORMANCE.md): a quarter ran 1.5x faster, for peak RSS 18%
- * over glibc's where an eighth keeps it within 10%. */
+/* What mimalloc has mapped: counted exactly, unlike what it has committed
+ * (committed_bytes). What the shim holds is not in it. */
+static size_t mapped_bytes(void) {
+  int64_t mapped = __atomic_load_n(&_mi_stats_main.reserved.current, __ATOMIC_RELAXED);
+  return mapped > 0 ? (size_t)mapped : 0;
+}
+
+/* What may be held back: half of what mimalloc has mapped, and at least what glibc's
+ * heap keeps free at its top at most (its trim threshold rises to 64 MiB). It was an
+ * eighth of what mimalloc counts as committed, a count that drifts up (committed_bytes)
+ * and so let the share grow. Measured on hugecalloc and hugefill (docs/PERFORMANCE.md):
+ * half is the least share at glibc's time; a quarter takes 1.5-1.7x, an eighth 2-2.5x,
+ * for 3-14% less peak RSS. */
 static size_t retain_budget(void) {
-  size_t eighth = committed_bytes() / 8;
-  return eighth > RETAIN_MIN ? eighth : RETAIN_MIN;
+  size_t half = mapped_bytes() / 2;
+  return half > RETAIN_MIN ? half : RETAIN_MIN;
 }
 
 static bool retaining(void) {
@@ -409,11 +419,30 @@ static uint8_t *segment_reserve(size_t len) {
   return at;
 }
 
-/* A held-back mapping as a new one of len bytes, read-write and zeroed; MAP_FAILED if
- * none. The closest one at least as long, else the longest shorter one, moves to a
- * fresh segment-aligned address, cut or grown to len (mremap moves the pages, which
- * stay resident): the block freed there stays unmapped, so a late read of it or a
- * second free of it faults as it did before, rather than reaching the new block. */
+/* What of a fresh mapping of len bytes mimalloc 2.0.9 relies on being zero: the header
+ * of each segment in it (mi_segment_init skips zeroing its fields and slice table; an
+ * arena's segments start every MI_SEGMENT_SIZE). Block memory it never takes to be
+ * zero: no page is ever marked zero-initialised (is_zero_init), so calloc memsets every
+ * block, a huge one included. Its other OS allocations that rely on zero (thread data,
+ * an arena's bitmaps) are far below HUGE_MIN, so never a held mapping. Another version
+ * may trust a new mapping's blocks to be zero (2.1 does): all of it is zeroed there. */
+static void zero_segment_headers(uint8_t *p, size_t len) {
+#if MI_MALLOC_VERSION == 209
+  size_t header =
+      offsetof(mi_segment_t, slices) + sizeof(mi_slice_t) * (len / MI_SEGMENT_SLICE_SIZE + 2);
+  for (size_t at = 0; at < len; at += MI_SEGMENT_SIZE)
+    memset(p + at, 0, len - at < header ? len - at : header);
+#else
+  memset(p, 0, len);
+#endif
+}
+
+/* A held-back mapping as a new one of len bytes, read-write and zero where mimalloc
+ * needs it to be (zero_segment_headers); MAP_FAILED if none. The closest one at least
+ * as long, else the longest shorter one, moves to a fresh segment-aligned address, cut
+ * or grown to len (mremap moves the pages, which stay resident): the block freed there
+ * stays unmapped, so a late read of it or a second free of it faults as it did before,
+ * rather than reaching the new block. */
 static void *retained_mapping(size_t len) {
   if (len <= HUGE_MIN || atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return MAP_FAILED;
@@ -444,7 +473,7 @@ static void *retained_mapping(size_t len) {
   if (p == MAP_FAILED)
     munmap(to, len);
   else
-    memset(p, 0, old < len ? old : len); /* a grown tail is the kernel's zero pages */
+    zero_segment_headers(p, old < len ? old : len); /* a grown tail is the kernel's */
   errno = saved;
   return p;
 }
@@ -922,13 +951,17 @@ static size_t resident_bytes(void) {
   return (size_t)strtoull(p, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Compiled in, the count itself (one load: idle return reads it on allocation slow
- * paths); through libmimalloc.so, the public call, which also asks the kernel for the
- * process's times. */
+/* Compiled in, the counts themselves (loads only: idle return reads them on allocation
+ * slow paths); through libmimalloc.so, the public call, which also asks the kernel for
+ * the process's times. mimalloc 2.0.9's committed count gains about a MiB on every
+ * huge block of a new size freed (a program replacing 2 blocks of 17-25 MiB reads 969
+ * MiB after 1000 replacements, raw libmimalloc too), while what it has mapped is
+ * counted exactly: compiled in, no more than that is reported. */
 static size_t committed_bytes(void) {
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
   int64_t commit = __atomic_load_n(&_mi_stats_main.committed.current, __ATOMIC_RELAXED);
-  return commit > 0 ? (size_t)commit : 0;
+  size_t mapped = mapped_bytes();
+  return commit <= 0 ? 0 : (size_t)commit < mapped ? (size_t)commit : mapped;
 #else
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
