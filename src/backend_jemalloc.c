@@ -61,8 +61,10 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * At 16 MiB that workload ran 13x faster with the same peak RSS, and 32 MiB (glibc's
  * largest mmap threshold) costs it 4% more RSS; 32 MiB it is, because blocks of 16-32
  * MiB are then recycled too, which the zeroing below needs ("hugecalloc": 9.6 s -> 0.5
- * s at a tenth of its size). The 10 s decay still returns the memory.
- * HUGE_BLOCK is also where zeroing stops using memset (below): one number. */
+ * s at a tenth of its size). The 10 s decay still returns the memory. jemalloc also
+ * purges a coalesced free extent at once at the threshold: the shim turns that off
+ * (_pac_init, below). HUGE_BLOCK is also where zeroing stops using memset (below): one
+ * number. */
 #define HUGE_BLOCK                  33554432
 #define STR_OF(x)                   #x
 #define STR(x)                      STR_OF(x)
@@ -89,6 +91,24 @@ static void defaults_apply(void) {
   size_t opt = je_opt_oversize_threshold;
   if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
     je_oversize_threshold = opt;
+}
+
+/* jemalloc 5.3 gives the threshold a second meaning: a freed extent that, coalesced
+ * with its free neighbours, reaches it is purged at once, whatever the decay
+ * (extent_record). Blocks of a few MiB reach 32 MiB as soon as two neighbours are
+ * free, so most frees purged, and each reuse faulted its pages in again (bench/
+ * hugecalloc: 2.5 million faults, 1.7x glibc's time; docs/PERFORMANCE.md). Each arena
+ * takes that threshold from pac_init: under the shim's default it is never reached,
+ * and free extents decay on the 10 s clock instead (idle return's thread gives them
+ * back); blocks of HUGE_BLOCK and more still go to the oversize arena, which decays at
+ * once. A threshold the user set keeps both meanings. */
+bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache, void *cur_time,
+               size_t oversize_threshold, ssize_t dirty_decay_ms, ssize_t muzzy_decay_ms,
+               void *pac_stats, void *stats_mtx) {
+  if (je_opt_oversize_threshold == HUGE_BLOCK)
+    oversize_threshold = SIZE_MAX;
+  return je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
+                     dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
 }
 
 /* A program's own options, the way libjemalloc documents them: a global

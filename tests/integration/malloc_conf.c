@@ -1,5 +1,6 @@
 /* A program that sets jemalloc's options the documented way, with its own malloc_conf
- * symbol, and prints what took effect: "narenas N oversize_threshold M from LIB". */
+ * symbol, and prints what took effect: "narenas N oversize_threshold M arena0 A from
+ * LIB", A the threshold arena 0 purges a coalesced free extent at. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -12,15 +13,17 @@ int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t ne
 int main(void) {
   free(malloc(1)); /* jemalloc has read its options by now */
   unsigned narenas = 0;
-  size_t threshold = 0, len = sizeof narenas;
+  size_t threshold = 0, arena0 = 0, len = sizeof narenas;
   if (mallctl("opt.narenas", &narenas, &len, NULL, 0) != 0)
     return fprintf(stderr, "malloc_conf: mallctl(opt.narenas) failed\n"), 1;
   len = sizeof threshold;
   if (mallctl("opt.oversize_threshold", &threshold, &len, NULL, 0) != 0)
     return fprintf(stderr, "malloc_conf: mallctl(opt.oversize_threshold) failed\n"), 1;
+  if (mallctl("arena.0.oversize_threshold", &arena0, &len, NULL, 0) != 0)
+    return fprintf(stderr, "malloc_conf: mallctl(arena.0.oversize_threshold) failed\n"), 1;
   Dl_info info;
   void *fn = dlsym(RTLD_DEFAULT, "mallctl");
-  printf("narenas %u oversize_threshold %zu from %s\n", narenas, threshold,
+  printf("narenas %u oversize_threshold %zu arena0 %zu from %s\n", narenas, threshold, arena0,
          fn && dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "?");
   return 0;
 }
