@@ -98,15 +98,18 @@ static void defaults_apply(void) {
  * (extent_record). Blocks of a few MiB reach 32 MiB as soon as two neighbours are
  * free, so most frees purged, and each reuse faulted its pages in again (bench/
  * hugecalloc: 2.5 million faults, 1.7x glibc's time; docs/PERFORMANCE.md). Each arena
- * takes that threshold from pac_init: under the shim's default it is never reached,
- * and free extents decay on the 10 s clock instead (idle return's thread gives them
- * back); blocks of HUGE_BLOCK and more still go to the oversize arena, which decays at
- * once. A threshold the user set keeps both meanings. */
+ * takes that threshold from pac_init, and under the shim's default gets PURGE_AT_ONCE:
+ * smaller free extents decay on the 10 s clock (idle return's thread gives them back).
+ * Blocks of HUGE_BLOCK and more still go to the oversize arena, which decays at once;
+ * one that reaches a normal arena anyway (realloc grown in place, a thread bound to an
+ * arena) is purged when freed from PURGE_AT_ONCE up. A threshold the user sets, other
+ * than the shim's own, keeps both meanings. */
+#define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
 bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache, void *cur_time,
                size_t oversize_threshold, ssize_t dirty_decay_ms, ssize_t muzzy_decay_ms,
                void *pac_stats, void *stats_mtx) {
   if (je_opt_oversize_threshold == HUGE_BLOCK)
-    oversize_threshold = SIZE_MAX;
+    oversize_threshold = PURGE_AT_ONCE;
   return je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
                      dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
 }

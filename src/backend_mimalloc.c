@@ -230,14 +230,14 @@ static size_t mapped_bytes(void) {
   return mapped > 0 ? (size_t)mapped : 0;
 }
 
-/* What may be held back: half of what mimalloc has mapped, and at least what glibc's
- * heap keeps free at its top at most (its trim threshold rises to 64 MiB). It was an
- * eighth of what mimalloc counts as committed, a count that drifts up (committed_bytes)
- * and so let the share grow. Measured on hugecalloc and hugefill (docs/PERFORMANCE.md):
- * half is the least share at glibc's time; a quarter takes 1.5-1.7x, an eighth 2-2.5x,
- * for 3-14% less peak RSS. */
+/* What may be held back: half of what mimalloc has committed (committed_bytes: at most
+ * what it has mapped), and at least what glibc's heap keeps free at its top at most
+ * (its trim threshold rises to 64 MiB). It was an eighth of mimalloc's own committed
+ * count, which drifts up, and so let the share grow unseen. Measured on hugecalloc and
+ * hugefill (docs/PERFORMANCE.md): half is the least share at glibc's time; a quarter
+ * takes 1.5-1.7x, an eighth 2-2.5x, for 3-14% less peak RSS. */
 static size_t retain_budget(void) {
-  size_t half = mapped_bytes() / 2;
+  size_t half = committed_bytes() / 2;
   return half > RETAIN_MIN ? half : RETAIN_MIN;
 }
 
@@ -419,21 +419,24 @@ static uint8_t *segment_reserve(size_t len) {
   return at;
 }
 
-/* What of a fresh mapping of len bytes mimalloc 2.0.9 relies on being zero: the header
- * of each segment in it (mi_segment_init skips zeroing its fields and slice table; an
- * arena's segments start every MI_SEGMENT_SIZE). Block memory it never takes to be
- * zero: no page is ever marked zero-initialised (is_zero_init), so calloc memsets every
- * block, a huge one included. Its other OS allocations that rely on zero (thread data,
- * an arena's bitmaps) are far below HUGE_MIN, so never a held mapping. Another version
- * may trust a new mapping's blocks to be zero (2.1 does): all of it is zeroed there. */
-static void zero_segment_headers(uint8_t *p, size_t len) {
+/* Zeroes, in the first `written` bytes of a mapping of len (the rest is the kernel's
+ * zero pages), what of a fresh mapping mimalloc 2.0.9 relies on being zero: the header
+ * of each segment in it (mi_segment_init skips zeroing its fields and its slice table,
+ * as long as the segment's slice count; an arena's segments start every
+ * MI_SEGMENT_SIZE). Block memory it never takes to be zero: no page is ever marked
+ * zero-initialised (is_zero_init), so calloc memsets every block, a huge one included.
+ * Its other OS allocations that rely on zero (thread data, an arena's bitmaps) are far
+ * below HUGE_MIN, so never a held mapping. Another version may trust a new mapping's
+ * blocks to be zero (2.1 does): all of it is zeroed there. */
+static void zero_segment_headers(uint8_t *p, size_t len, size_t written) {
 #if MI_MALLOC_VERSION == 209
   size_t header =
       offsetof(mi_segment_t, slices) + sizeof(mi_slice_t) * (len / MI_SEGMENT_SLICE_SIZE + 2);
-  for (size_t at = 0; at < len; at += MI_SEGMENT_SIZE)
-    memset(p + at, 0, len - at < header ? len - at : header);
+  for (size_t at = 0; at < written; at += MI_SEGMENT_SIZE)
+    memset(p + at, 0, written - at < header ? written - at : header);
 #else
-  memset(p, 0, len);
+  (void)len;
+  memset(p, 0, written);
 #endif
 }
 
@@ -473,7 +476,7 @@ static void *retained_mapping(size_t len) {
   if (p == MAP_FAILED)
     munmap(to, len);
   else
-    zero_segment_headers(p, old < len ? old : len); /* a grown tail is the kernel's */
+    zero_segment_headers(p, len, old < len ? old : len); /* a grown tail is the kernel's */
   errno = saved;
   return p;
 }
