@@ -62,9 +62,9 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * largest mmap threshold) costs it 4% more RSS; 32 MiB it is, because blocks of 16-32
  * MiB are then recycled too, which the zeroing below needs ("hugecalloc": 9.6 s -> 0.5
  * s at a tenth of its size). The 10 s decay still returns the memory. jemalloc also
- * purges a coalesced free extent at once at the threshold: the shim turns that off
- * (_pac_init, below). HUGE_BLOCK is also where zeroing stops using memset (below): one
- * number. */
+ * purges a coalesced free extent at once at the threshold: the shim moves that to
+ * PURGE_AT_ONCE (_pac_init, below). HUGE_BLOCK is also where zeroing stops using
+ * memset (below): one number. */
 #define HUGE_BLOCK                  33554432
 #define STR_OF(x)                   #x
 #define STR(x)                      STR_OF(x)
