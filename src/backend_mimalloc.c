@@ -23,15 +23,10 @@
 #include <unistd.h>
 
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-/* The compiled-in mimalloc's internals: its statistics and, in checked mode, its page
- * records. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wint-to-pointer-cast" /* 32-bit targets */
-#include <mimalloc-internal.h>
-#pragma GCC diagnostic pop
+/* The compiled-in mimalloc's internals: its statistics, its segment header's layout
+ * and, in checked mode, its page records. */
 #include "mimalloc_hooks.h"
+#include "mimalloc_internals.h"
 
 /* mimalloc's MIMALLOC_* options come from environ, read through this (its one use of
  * environ is the shim's: src/mimalloc_hooks.h): a setuid or

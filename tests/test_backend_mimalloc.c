@@ -28,7 +28,7 @@
 #include "check.h"
 #include "mimalloc_hooks.h" /* the hooks' prototypes; mimalloc's calls are not renamed here */
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
-#include <mimalloc-internal.h> /* a segment header's layout, which mimalloc zeroes */
+#include "mimalloc_internals.h" /* a segment header's layout, which mimalloc zeroes */
 #endif
 #include "test_owns.h"
 #include "test_util.h"
