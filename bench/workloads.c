@@ -266,6 +266,10 @@ static int contend(int threads) {
 
 /* ---- Issue #15: big zeroed blocks, short-lived threads ---------------------------- */
 
+/* GCC turns malloc followed by memset(0) into calloc at -O2: hugefill's fill goes
+ * through this. */
+static void *(*volatile program_memset)(void *, int, size_t) = memset;
+
 /* Large zeroed blocks: a live set of 20 blocks of 5-25 MiB, each replaced many times,
  * in the two ways a program gets them zeroed:
  *  - hugecalloc: calloc, because that is what a program that wants zeroed memory calls,
@@ -277,9 +281,6 @@ static int contend(int threads) {
  * Every page-aligned byte of a block is checked to be zero and then tagged, so memory
  * that comes back from an earlier block unzeroed is caught on the very bytes that
  * block tagged, and every page is touched (resident), as a real user of it would. */
-/* GCC turns malloc followed by memset(0) into calloc at -O2: the fill goes through this. */
-static void *(*volatile program_memset)(void *, int, size_t) = memset;
-
 static int huge_blocks(const char *name, bool fill) {
   enum { LIVE = 20 };
   unsigned char *slot[LIVE] = {0}, tag[LIVE] = {0};

@@ -51,7 +51,7 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  *     first of jemalloc's sources, so each later one overrides them in libjemalloc's
  *     documented order: the program's malloc_conf, /etc/malloc.conf, then ALLOCSHIM_
  *     settings and MALLOC_CONF;
- *  2. defaults_apply(), what jemalloc 5.3 fails to do with those options itself.
+ *  2. _pac_init(), what jemalloc 5.3 fails to do with those options itself.
  * Every other option the shim passes on was asked for (ALLOCSHIM_PROF*), or is not a
  * default but a need: checked mode's tcache:false, last so that nothing overrides it.
  *
@@ -75,41 +75,30 @@ enum { PURGE_STATE_IDLE, PURGE_STATE_CHILD, PURGE_STATE_WANTED, PURGE_STATE_ON, 
 static atomic_int purge_state;
 static void purge_after_fork(void);
 
-/* jemalloc 5.3 creates arena 0 (the main thread's) with the built-in 8 MiB oversize
- * threshold and copies opt.oversize_threshold into effect only afterwards
- * (arena_init_huge), so arena 0 ignores the option, whoever set it. This makes that
- * copy early, with jemalloc's own range check. It must run after jemalloc has parsed
- * its options and before arena 0 exists: the one call into the shim in between is
- * jemalloc's first mmap (its base allocator's first block), so _mmap is where this
- * runs, and every later call returns at once. (mallctl could set arena 0 after the
- * fact, but its first use costs every process 30 KiB of statistics per arena.) */
-static void defaults_apply(void) {
-  static bool done;
-  if (done)
-    return;
-  done = true;
-  size_t opt = je_opt_oversize_threshold;
-  if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
-    je_oversize_threshold = opt;
-}
-
 /* jemalloc 5.3 gives the threshold a second meaning: a freed extent that, coalesced
  * with its free neighbours, reaches it is purged at once, whatever the decay
  * (extent_record). Blocks of a few MiB reach 32 MiB as soon as two neighbours are
  * free, so most frees purged, and each reuse faulted its pages in again (bench/
  * hugecalloc: 2.5 million faults, 1.7x glibc's time; docs/PERFORMANCE.md). Each arena
- * takes that threshold from pac_init, and under the shim's default gets PURGE_AT_ONCE:
- * smaller free extents decay on the 10 s clock (idle return's thread gives them back).
- * Blocks of HUGE_BLOCK and more still go to the oversize arena, which decays at once;
- * one that reaches a normal arena anyway (realloc grown in place, a thread bound to an
- * arena) is purged when freed from PURGE_AT_ONCE up. A threshold the user sets, other
- * than the shim's own, keeps both meanings. */
+ * takes its copy of that threshold from pac_init, and under the shim's default gets
+ * PURGE_AT_ONCE: smaller free extents decay on the 10 s clock (idle return's thread
+ * gives them back). Blocks of HUGE_BLOCK and more still go to the oversize arena, which
+ * decays at once; one that reaches a normal arena anyway (realloc grown in place, a
+ * thread bound to an arena) is purged when freed from PURGE_AT_ONCE up. A threshold the
+ * user sets, other than the shim's own, keeps both meanings, in arena 0 too: jemalloc
+ * creates arena 0 with the built-in 8 MiB before it puts the option into effect
+ * (arena_init_huge), so the copy is made here, with jemalloc's range check, for every
+ * arena. (mallctl could set arena 0 after the fact, but its first use costs every
+ * process 30 KiB of statistics per arena.) */
 #define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
 bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache, void *cur_time,
                size_t oversize_threshold, ssize_t dirty_decay_ms, ssize_t muzzy_decay_ms,
                void *pac_stats, void *stats_mtx) {
-  if (je_opt_oversize_threshold == HUGE_BLOCK)
+  size_t opt = je_opt_oversize_threshold;
+  if (opt == HUGE_BLOCK)
     oversize_threshold = PURGE_AT_ONCE;
+  else if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
+    oversize_threshold = opt;
   return je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
                      dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
 }
@@ -208,9 +197,9 @@ char *_secure_getenv(const char *name) {
   return conf;
 }
 
-/* jemalloc's options are in place from its first allocation (above), and arena 0's
- * threshold from its first mapping (defaults_apply); the constructor only says what
- * it could not do then, and arms idle return for forked children. */
+/* jemalloc's options are in place from its first allocation (above), and every arena's
+ * threshold from its creation (_pac_init); the constructor only says what it could not
+ * do then, and arms idle return for forked children. */
 void be_start(void) {
   if (allocshim_purge_setting() == PURGE_INVALID)
     allocshim_say("ALLOCSHIM_PURGE=%s refused: it is off or whole seconds from 0 to %d; "
@@ -335,7 +324,6 @@ void _ehooks_zero(void *addr, size_t size) {
  * A new mapping is recorded after the kernel made it and before jemalloc hands any of
  * it out, so no pointer into it can reach a free before it is in the table. */
 void *_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-  defaults_apply(); /* the shim's defaults, step 2: this is its first chance */
   int saved = errno;
   void *p = mmap(addr, len, prot, flags, fd, off);
   if (p == MAP_FAILED) {

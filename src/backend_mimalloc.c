@@ -444,10 +444,7 @@ static void zero_segment_headers(uint8_t *p, size_t len, size_t written) {
 static void *retained_mapping(size_t len) {
   if (len <= HUGE_MIN || atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return MAP_FAILED;
-  uint8_t *to = segment_reserve(len);
-  if (to == NULL)
-    return MAP_FAILED;
-  int saved = errno; /* a refused mprotect or mremap is no failure of the caller's */
+  int saved = errno; /* a refused mmap, mprotect or mremap is no failure of the caller's */
   pthread_mutex_lock(&retain_lock);
   struct retained *best = NULL;
   for (int i = 0; i < RETAIN_SLOTS; i++) {
@@ -457,21 +454,21 @@ static void *retained_mapping(size_t len) {
          (best->len < len ? r->len > best->len : r->len >= len && r->len < best->len)))
       best = r;
   }
-  uint8_t *p = MAP_FAILED;
+  uint8_t *p = MAP_FAILED, *to = best != NULL ? segment_reserve(len) : NULL;
   size_t old = 0;
   /* Read-write all through first, one mapping for mremap to move: mimalloc maps a segment
    * it commits lazily PROT_NONE and opens it piecewise. A mapping the kernel will not move
    * (a huge-page one) stays held, and goes at its time. */
-  if (best != NULL && mprotect(best->addr, best->len, PROT_READ | PROT_WRITE) == 0 &&
+  if (to != NULL && mprotect(best->addr, best->len, PROT_READ | PROT_WRITE) == 0 &&
       (p = mremap(best->addr, best->len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to)) != MAP_FAILED) {
     old = best->len;
     retain_free_slot(best);
   }
   pthread_mutex_unlock(&retain_lock);
-  if (p == MAP_FAILED)
-    munmap(to, len);
-  else
+  if (p != MAP_FAILED)
     zero_segment_headers(p, len, old < len ? old : len); /* a grown tail is the kernel's */
+  else if (to != NULL)
+    munmap(to, len);
   errno = saved;
   return p;
 }
