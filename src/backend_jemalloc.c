@@ -85,17 +85,18 @@ static void purge_after_fork(void);
  * gives them back). Blocks of HUGE_BLOCK and more still go to the oversize arena, which
  * decays at once; one that reaches a normal arena anyway (realloc grown in place, a
  * thread bound to an arena) is purged when freed from PURGE_AT_ONCE up. A threshold the
- * user sets, other than the shim's own, keeps both meanings, in arena 0 too: jemalloc
+ * user sets, the shim's own value included, keeps both meanings, in arena 0 too: jemalloc
  * creates arena 0 with the built-in 8 MiB before it puts the option into effect
  * (arena_init_huge), so the copy is made here, with jemalloc's range check, for every
  * arena. (mallctl could set arena 0 after the fact, but its first use costs every
  * process 30 KiB of statistics per arena.) */
 #define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
+static bool oversize_named; /* some option of the user's names it (_secure_getenv) */
 bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache, void *cur_time,
                size_t oversize_threshold, ssize_t dirty_decay_ms, ssize_t muzzy_decay_ms,
                void *pac_stats, void *stats_mtx) {
   size_t opt = je_opt_oversize_threshold;
-  if (opt == HUGE_BLOCK)
+  if (opt == HUGE_BLOCK && !oversize_named)
     oversize_threshold = PURGE_AT_ONCE;
   else if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
     oversize_threshold = opt;
@@ -151,6 +152,10 @@ char *_secure_getenv(const char *name) {
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
+  /* Named rather than compared: a user's 32 MiB is a choice, the shim's default is not. */
+  const char *users[] = {&malloc_conf ? malloc_conf : NULL, link, user};
+  for (size_t i = 0; i < sizeof users / sizeof *users; i++)
+    oversize_named |= users[i] != NULL && strstr(users[i], "oversize_threshold") != NULL;
   /* ALLOCSHIM_PURGE=<seconds>: how long freed memory stays before it goes back. */
   int purge = allocshim_purge_setting();
   char decay[64];

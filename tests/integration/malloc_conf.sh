@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # jemalloc's per-program malloc_conf symbol under the shim, with libjemalloc's
 # precedence: the shim's defaults, then the program's malloc_conf, then MALLOC_CONF. A
-# threshold the user sets holds in arena 0 too, for both its meanings (libjemalloc
-# alone leaves arena 0 at 8 MiB).
+# threshold the user sets holds in arena 0 too, for both its meanings, even when it is
+# the shim's own 32 MiB (libjemalloc alone leaves arena 0 at 8 MiB).
 # usage: malloc_conf.sh LIBRARY PROGRAM   (PROGRAM linked to libjemalloc, defining
 #        malloc_conf = "narenas:1,oversize_threshold:4194304")
 set -uo pipefail
@@ -24,4 +24,5 @@ echo "malloc-conf: libjemalloc alone: $raw"
 expect "narenas 1 oversize_threshold 4194304 arena0 4194304" "the program's malloc_conf" LD_PRELOAD="$lib"
 expect "narenas 3 oversize_threshold 4194304 arena0 4194304" "MALLOC_CONF over it" LD_PRELOAD="$lib" MALLOC_CONF=narenas:3
 expect "narenas 1 oversize_threshold 8388608 arena0 8388608" "MALLOC_CONF over both" LD_PRELOAD="$lib" MALLOC_CONF=oversize_threshold:8388608
+expect "narenas 1 oversize_threshold 33554432 arena0 33554432" "MALLOC_CONF naming the shim's own value" LD_PRELOAD="$lib" MALLOC_CONF=oversize_threshold:33554432
 exit $fail
