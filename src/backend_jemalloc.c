@@ -113,6 +113,19 @@ bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache,
  * refer to it; linked with the static archive, it binds at link time. */
 extern const char *const malloc_conf __attribute__((weak));
 
+/* Whether an options string sets `key` ("key:value,key:value", jemalloc's syntax), as a
+ * key and not inside some other option's value. */
+static bool conf_names(const char *conf, const char *key) {
+  size_t n = strlen(key);
+  for (const char *p = conf; p != NULL;) {
+    if (strncmp(p, key, n) == 0 && p[n] == ':')
+      return true;
+    p = strchr(p, ',');
+    p = p != NULL ? p + 1 : NULL;
+  }
+  return false;
+}
+
 /* Appends ",text" (or text first) when it fits; false when it does not. */
 static bool conf_add(char *conf, size_t size, size_t *len, const char *text) {
   if (text == NULL || text[0] == '\0')
@@ -152,10 +165,11 @@ char *_secure_getenv(const char *name) {
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
-  /* Named rather than compared: a user's 32 MiB is a choice, the shim's default is not. */
+  /* Named rather than compared: a user's 32 MiB is a choice, the shim's default is not
+   * (a value jemalloc refuses leaves 32 MiB, and is taken as that choice). */
   const char *users[] = {&malloc_conf ? malloc_conf : NULL, link, user};
   for (size_t i = 0; i < sizeof users / sizeof *users; i++)
-    oversize_named |= users[i] != NULL && strstr(users[i], "oversize_threshold") != NULL;
+    oversize_named |= conf_names(users[i], "oversize_threshold");
   /* ALLOCSHIM_PURGE=<seconds>: how long freed memory stays before it goes back. */
   int purge = allocshim_purge_setting();
   char decay[64];
@@ -186,8 +200,8 @@ char *_secure_getenv(const char *name) {
   /* Idle return leaves jemalloc's background thread alone if any source names it, and
    * stays out of the leak gate's way: a second thread would keep it from freeing the C
    * library's caches at exit (src/leaks.c). */
-  if (purge == PURGE_OFF || leaks || strstr(conf, "background_thread") != NULL ||
-      (user != NULL && strstr(user, "background_thread") != NULL))
+  if (purge == PURGE_OFF || leaks || conf_names(conf, "background_thread") ||
+      conf_names(user, "background_thread"))
     atomic_store(&purge_state, PURGE_STATE_OFF);
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */
   if (!fits || !conf_add(conf, sizeof conf, &len, user))
