@@ -60,10 +60,10 @@ static void errno_from_mimalloc(int err, void *arg) {
  *    (25, pushed back 1 ms by each later free), and only by the thread owning the
  *    segment, which changes those records without locks: no other thread may do it, so
  *    an idle thread keeps what its last burst freed. Compiled in, the shim asks the
- *    owners to decommit 1 ms after they free, and holds those decommits back for
- *    nothing to fault (decommit_soon, below). An ALLOCSHIM_PURGE setting asks the same
- *    of them (0: at once) and holds nothing, which costs some workloads hundreds of
- *    times their time (docs/PERFORMANCE.md).
+ *    owners to decommit within three frees, 1 ms at most, and holds those decommits
+ *    back for nothing to fault (decommit_soon, below). An ALLOCSHIM_PURGE setting asks
+ *    the same of them (0: at once) and holds nothing, which costs some workloads
+ *    hundreds of times their time (docs/PERFORMANCE.md).
  * A thread costs every process, and a second one forbids unshare(CLONE_NEWUSER): it is
  * started only once mimalloc has committed PURGE_THRESHOLD bytes, from mimalloc's
  * deferred-free call (mi_register_deferred_free), which runs at the start of an
@@ -147,12 +147,31 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
 /* Whether the user left mimalloc's decommit_extend_delay to the shim (purge_start). */
 static bool decommit_extend_mine;
 
-/* While freed memory is held back (below), mimalloc's owners decommit 1 ms after they
- * free, never pushed back: the decommit costs no fault then, and a live thread that goes
- * idle keeps only what its last millisecond freed (and the pages mimalloc still counts
- * as in use). Before the purging thread runs, and in a forked child until its own does,
- * mimalloc's own delays stand (on: false), for there a decommit is made at once
- * (docs/PERFORMANCE.md: "large" 500x slower). */
+/* mimalloc 2.0.9 looks at a segment's pending decommits when its owner next frees a
+ * span there: due, they are made; not yet due, their time moves by
+ * decommit_extend_delay. Moved back by 1 ms, they are due by the owner's third free in
+ * the segment, which makes what the first two freed: a thread that frees and goes idle
+ * leaves about two freed spans a segment undecommitted (more where it allocated between
+ * its frees: a commit makes pending units near it due 1 ms later, and a span left over
+ * from a split is never made pending at all). With a 1 ms delay and no move it left
+ * all its last millisecond freed (75 of 192 MiB, tests/integration/idle_return.sh
+ * "main"); with no delay at all mimalloc decommits each span as it frees it, whole,
+ * never-committed neighbours included, which filled the budget of what is held back
+ * (bench/ "large" 6x slower). Only for decommits held back: made for real, they cost
+ * "spawn" 5x (ALLOCSHIM_PURGE, below). Another version may read a negative move
+ * otherwise. */
+#if MI_MALLOC_VERSION == 209
+#define DECOMMIT_DUE_NOW (-1L)
+#else
+#define DECOMMIT_DUE_NOW 0L
+#endif
+
+/* While freed memory is held back (below), mimalloc's owners decommit within three
+ * frees of a segment, 1 ms at most: the decommit costs no fault then, and a live thread
+ * that goes idle keeps little (and the pages mimalloc still counts as in use). Before
+ * the purging thread runs, and in a forked child until its own does, mimalloc's own
+ * delays stand (on: false), for there a decommit is made at once (docs/PERFORMANCE.md:
+ * "large" 500x slower). */
 static void decommit_soon(bool on) {
   static long delay = -1, extend; /* as they were before the first change */
   if (!atomic_load(&retain_allowed))
@@ -163,7 +182,7 @@ static void decommit_soon(bool on) {
   }
   mi_option_set(mi_option_decommit_delay, on ? 1 : delay);
   if (decommit_extend_mine)
-    mi_option_set(mi_option_decommit_extend_delay, on ? 0 : extend);
+    mi_option_set(mi_option_decommit_extend_delay, on ? DECOMMIT_DUE_NOW : extend);
 }
 
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
@@ -187,8 +206,8 @@ static void decommit_soon(bool on) {
  *    kept by segment-sized window, a bit for each unit mimalloc decommits in, so that a
  *    thread decommitting in small pieces fills no table.
  * Decommits that cost no fault can come early: once the thread runs, mimalloc's owners
- * decommit 1 ms after they free, with no push-back (decommit_soon), and a live thread
- * gone idle keeps little more than what its last millisecond freed; the rest goes back
+ * decommit within three frees of a segment (decommit_soon), and a live thread gone idle
+ * keeps little more than its last few freed spans in each segment; the rest goes back
  * with what is held. The purging thread gives back what was held back before its last
  * pass (so within two periods; each window marks which of its units came since that
  * pass), malloc_trim(0) everything at once, a forked child everything it inherited;
@@ -770,7 +789,9 @@ static void purge_start(void) {
   static const char *const delay[] = {"DECOMMIT_DELAY", "RESET_DELAY", "PURGE_DELAY", NULL};
   static const char *const extend[] = {"DECOMMIT_EXTEND_DELAY", "PURGE_EXTEND_DELAY", NULL};
   static const char *const cache[] = {"SEGMENT_DECOMMIT_DELAY", NULL};
-  if (purge >= 0) { /* asked for: the owners decommit as they free, at a measured cost */
+  /* Asked for: the owners decommit as they free, at a measured cost, in 1 ms batches:
+   * made for real, decommits due by the third free cost spawn 5x and prodcons 5x more. */
+  if (purge >= 0) {
     purge_option(mi_option_decommit_delay, purge == 0 ? 0 : 1, delay);
     purge_option(mi_option_decommit_extend_delay, 0, extend);
   }
