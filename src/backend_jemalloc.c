@@ -165,11 +165,15 @@ char *_secure_getenv(const char *name) {
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
   fits = fits && conf_add(conf, sizeof conf, &len, link);
-  /* Named rather than compared: a user's 32 MiB is a choice, the shim's default is not
-   * (a value jemalloc refuses leaves 32 MiB, and is taken as that choice). */
+  /* What the user's sources name. The threshold is named rather than compared: a
+   * user's 32 MiB is a choice, the shim's default is not (a value jemalloc refuses
+   * leaves 32 MiB, and is taken as that choice). */
   const char *users[] = {&malloc_conf ? malloc_conf : NULL, link, user};
-  for (size_t i = 0; i < sizeof users / sizeof *users; i++)
+  bool background_named = false;
+  for (size_t i = 0; i < sizeof users / sizeof *users; i++) {
     oversize_named |= conf_names(users[i], "oversize_threshold");
+    background_named |= conf_names(users[i], "background_thread");
+  }
   /* ALLOCSHIM_PURGE=<seconds>: how long freed memory stays before it goes back. */
   int purge = allocshim_purge_setting();
   char decay[64];
@@ -200,8 +204,7 @@ char *_secure_getenv(const char *name) {
   /* Idle return leaves jemalloc's background thread alone if any source names it, and
    * stays out of the leak gate's way: a second thread would keep it from freeing the C
    * library's caches at exit (src/leaks.c). */
-  if (purge == PURGE_OFF || leaks || conf_names(conf, "background_thread") ||
-      conf_names(user, "background_thread"))
+  if (purge == PURGE_OFF || leaks || background_named)
     atomic_store(&purge_state, PURGE_STATE_OFF);
   /* Too long to assemble: the user's options alone, rather than a cut-off string. */
   if (!fits || !conf_add(conf, sizeof conf, &len, user))

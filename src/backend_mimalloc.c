@@ -706,13 +706,14 @@ static void purge_begin(void) {
   errno = saved;
 }
 
-/* mimalloc's deferred-free call; heartbeat counts this thread's slow paths. */
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
+/* The deferred-free call once the purging thread is started: nothing left to do. */
 static void purge_deferred_done(bool force, unsigned long long heartbeat, void *arg) {
   (void)force, (void)heartbeat, (void)arg;
 }
 #endif
 
+/* mimalloc's deferred-free call; heartbeat counts this thread's slow paths. */
 static void purge_deferred(bool force, unsigned long long heartbeat, void *arg) {
   (void)force, (void)arg;
   int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
