@@ -113,30 +113,70 @@ bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache,
  * refer to it; linked with the static archive, it binds at link time. */
 extern const char *const malloc_conf __attribute__((weak));
 
-/* Whether an options string sets `key` ("key:value,key:value", jemalloc's syntax), as a
- * key and not inside some other option's value. */
-static bool conf_names(const char *conf, const char *key) {
-  size_t n = strlen(key);
-  for (const char *p = conf; p != NULL;) {
-    if (strncmp(p, key, n) == 0 && p[n] == ':')
-      return true;
-    p = strchr(p, ',');
-    p = p != NULL ? p + 1 : NULL;
+/* How much of an options string jemalloc takes in. It reads "key:value" pairs, a key
+ * of [A-Za-z0-9_] and a value up to the next comma, and stops at the first that is not
+ * one, with a warning (malloc_conf_next). Returned: the length of the pairs before that
+ * point, without their last comma; what follows is the source's malformed rest. */
+static bool conf_key_char(char c) {
+  return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static size_t conf_readable(const char *conf) {
+  size_t good = 0, i = 0;
+  for (;;) {
+    while (conf_key_char(conf[i]))
+      i++;
+    if (conf[i] != ':')
+      return good;
+    good = i += strcspn(conf + i, ",");
+    if (conf[i] == '\0' || conf[++i] == '\0')
+      return good;
   }
+}
+
+/* Whether the first n bytes of an options string set `key` as a key, and not inside
+ * some other option's value. */
+static bool conf_names(const char *conf, size_t n, const char *key) {
+  size_t k = strlen(key);
+  for (size_t i = 0; i < n; i += strcspn(conf + i, ",") + 1)
+    if (k < n - i && strncmp(conf + i, key, k) == 0 && conf[i + k] == ':')
+      return true;
   return false;
 }
 
-/* Appends ",text" (or text first) when it fits; false when it does not. */
-static bool conf_add(char *conf, size_t size, size_t *len, const char *text) {
-  if (text == NULL || text[0] == '\0')
-    return true;
-  int n = snprintf(conf + *len, size - *len, "%s%s", *len ? "," : "", text);
-  if (n < 0 || (size_t)n >= size - *len) {
-    conf[*len] = '\0';
-    return false;
+/* One piece of the assembled options: n bytes of text, after a comma unless glued (a
+ * malformed rest that begins with the comma its source had). */
+struct conf_part {
+  const char *text;
+  size_t n;
+  bool glued;
+};
+
+static struct conf_part conf_text(const char *text) {
+  return (struct conf_part){.text = text, .n = strlen(text)};
+}
+
+/* Joins the pieces, into conf[size] when they fit, else into a mapping of their own
+ * (never unmapped: jemalloc asks once). NULL when no memory can be mapped. */
+static char *conf_join(char *conf, size_t size, const struct conf_part *part, size_t parts) {
+  size_t need = 1;
+  for (size_t i = 0; i < parts; i++)
+    need += part[i].n + 1;
+  if (need > size) {
+    conf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (conf == MAP_FAILED)
+      return NULL;
   }
-  *len += (size_t)n;
-  return true;
+  size_t len = 0;
+  for (size_t i = 0; i < parts; i++) {
+    if (part[i].n == 0)
+      continue;
+    if (len > 0 && !part[i].glued)
+      conf[len++] = ',';
+    memcpy(conf + len, part[i].text, part[i].n);
+    len += part[i].n;
+  }
+  conf[len] = '\0';
+  return conf;
 }
 
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
@@ -145,78 +185,94 @@ static bool conf_add(char *conf, size_t size, size_t *len, const char *text) {
  * jemalloc lets later options win; this string comes last of its sources, so it
  * repeats the earlier ones in libjemalloc's order, the shim's defaults first:
  * defaults, the program's malloc_conf, /etc/malloc.conf, ALLOCSHIM_ settings,
- * MALLOC_CONF. No allocation is allowed here. */
+ * MALLOC_CONF, then checked mode's need. jemalloc stops reading a string at its first
+ * malformed pair, which in one joined string would silently drop every later source
+ * (a MALLOC_CONF ending in a comma would switch checked mode's tcache:false off): each
+ * source gives only the pairs jemalloc reads of it, and the first malformed rest goes
+ * last, where it costs nothing but jemalloc's warning. No allocation is allowed here. */
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  size_t len = 0;
-  conf[0] = '\0';
-  bool fits = conf_add(conf, sizeof conf, &len, ALLOCSHIM_JEMALLOC_DEFAULTS) &&
-              conf_add(conf, sizeof conf, &len, &malloc_conf ? malloc_conf : NULL);
-  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to; one
-   * too long for the buffer is left out whole, never cut into other options. This runs
-   * inside some caller's first allocation, whose errno must not change: on most systems
-   * the link does not exist. */
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to (one
+   * too long for the buffer is left out). This runs inside some caller's first
+   * allocation, whose errno must not change: on most systems the link does not exist. */
   char link[PATH_MAX];
   int saved = errno;
   ssize_t n = readlink("/etc/malloc.conf", link, sizeof link);
   errno = saved;
   link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
-  fits = fits && conf_add(conf, sizeof conf, &len, link);
-  /* What the user's sources name. The threshold is named rather than compared: a
-   * user's 32 MiB is a choice, the shim's default is not (a value jemalloc refuses
-   * leaves 32 MiB, and is taken as that choice). */
-  const char *users[] = {&malloc_conf ? malloc_conf : NULL, link, user};
+  /* The user's sources, and what jemalloc reads of each. jemalloc reads the link itself
+   * too, before this string, and has warned about its rest already. */
+  enum { PROGRAM, LINK, USER, SOURCES };
+  const char *source[SOURCES] = {&malloc_conf ? malloc_conf : NULL, link, user};
+  struct conf_part read[SOURCES] = {{0}}, rest = {0};
+  /* What they name. The threshold is named rather than compared: a user's 32 MiB is a
+   * choice, the shim's default is not (a value jemalloc refuses leaves 32 MiB, and is
+   * taken as that choice). */
   bool background_named = false;
-  for (size_t i = 0; i < sizeof users / sizeof *users; i++) {
-    oversize_named |= conf_names(users[i], "oversize_threshold");
-    background_named |= conf_names(users[i], "background_thread");
+  for (int i = 0; i < SOURCES; i++) {
+    if (source[i] == NULL)
+      continue;
+    read[i] = (struct conf_part){.text = source[i], .n = conf_readable(source[i])};
+    if (i != LINK && rest.n == 0) /* glued: jemalloc then sees the rest as written */
+      rest = (struct conf_part){.text = source[i] + read[i].n,
+                                .n = strlen(source[i] + read[i].n),
+                                .glued = read[i].n > 0};
+    oversize_named |= conf_names(source[i], read[i].n, "oversize_threshold");
+    background_named |= conf_names(source[i], read[i].n, "background_thread");
   }
   /* ALLOCSHIM_PURGE=<seconds>: how long freed memory stays before it goes back. */
   int purge = allocshim_purge_setting();
-  char decay[64];
-  snprintf(decay, sizeof decay, "dirty_decay_ms:%d", purge * 1000);
+  char decay[64] = "";
   if (purge >= 0)
-    fits = fits && conf_add(conf, sizeof conf, &len, decay);
+    snprintf(decay, sizeof decay, "dirty_decay_ms:%d", purge * 1000);
   /* ALLOCSHIM_PROF_LEAKS: profiling with every allocation sampled (lg_prof_sample:0,
    * after any ALLOCSHIM_PROF_SAMPLE), so that the check at exit (src/leaks.c) sees
    * every block still live. Not jemalloc's prof_leak_error: 5.3 calls _exit(1) before
    * it writes the final profile (left empty) and before stdio is flushed (the program's
    * last output is lost), and it counts the C library's stdio buffers as leaks. */
   bool leaks = allocshim_env_flag("PROF_LEAKS");
+  char prof[96] = "";
   if (allocshim_env_flag("PROF") || leaks) {
     /* ALLOCSHIM_PROF_SAMPLE: mean bytes between samples; jemalloc wants its log2.
      * A value profile_parse_sample refuses keeps jemalloc's default; profile_start says
      * so, once, from the constructor. */
     const char *sample = allocshim_env("PROF_SAMPLE");
     unsigned long long bytes = 0;
-    char prof[96];
     snprintf(prof, sizeof prof, "prof:true,prof_active:true");
     if (sample != NULL && profile_parse_sample(sample, &bytes))
       snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:%d",
                63 - __builtin_clzll(bytes));
     if (leaks)
       snprintf(prof + strlen(prof), sizeof prof - strlen(prof), ",lg_prof_sample:0");
-    fits = fits && conf_add(conf, sizeof conf, &len, prof);
   }
   /* Idle return leaves jemalloc's background thread alone if any source names it, and
    * stays out of the leak gate's way: a second thread would keep it from freeing the C
    * library's caches at exit (src/leaks.c). */
   if (purge == PURGE_OFF || leaks || background_named)
     atomic_store(&purge_state, PURGE_STATE_OFF);
-  /* Too long to assemble: the user's options alone, rather than a cut-off string. */
-  if (!fits || !conf_add(conf, sizeof conf, &len, user))
-    return (char *)user;
-    /* Checked mode reads a block's state from jemalloc's own records (be_check_block);
-     * a block parked in a thread cache still looks allocated there, so there is none.
-     * Last, so that no MALLOC_CONF brings one back. */
+  /* Checked mode reads a block's state from jemalloc's own records (be_check_block); a
+   * block parked in a thread cache still looks allocated there, so there is none. After
+   * every source, so that none brings one back. */
+  const char *check = "";
 #if defined(__x86_64__)
   if (check_enabled())
-    conf_add(conf, sizeof conf, &len, "tcache:false");
+    check = "tcache:false";
 #endif
-  return conf;
+  const struct conf_part part[] = {
+      conf_text(ALLOCSHIM_JEMALLOC_DEFAULTS),
+      read[PROGRAM],
+      read[LINK],
+      conf_text(decay),
+      conf_text(prof),
+      read[USER],
+      conf_text(check),
+      rest,
+  };
+  char *joined = conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
+  return joined != NULL ? joined : (char *)user;
 }
 
 /* jemalloc's options are in place from its first allocation (above), and every arena's

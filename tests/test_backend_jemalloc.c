@@ -211,12 +211,14 @@ static void test_creat_only_new_files(void **state) {
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
  * the user's last (jemalloc lets the last word win). */
 #define DEFAULTS "oversize_threshold:33554432"
-/* What _secure_getenv gives jemalloc: head, then checked mode's own last word. */
-static void assert_conf(const char *head) {
-  char want[512];
-  snprintf(want, sizeof want, "%s%s", head, check_enabled() ? ",tcache:false" : "");
+/* What _secure_getenv gives jemalloc: head, checked mode's own word, then tail (a
+ * malformed rest, where jemalloc stops reading). */
+static void assert_conf_tail(const char *head, const char *tail) {
+  static char want[10000];
+  snprintf(want, sizeof want, "%s%s%s", head, check_enabled() ? ",tcache:false" : "", tail);
   assert_string_equal(_secure_getenv("MALLOC_CONF"), want);
 }
+static void assert_conf(const char *head) { assert_conf_tail(head, ""); }
 
 static void test_conf(void **state) {
   (void)state;
@@ -234,12 +236,35 @@ static void test_conf(void **state) {
   assert_conf(DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20");
   setenv("ALLOCSHIM_PROF", "0", 1);
   assert_conf(DEFAULTS);
-  /* A MALLOC_CONF too long to append to is passed on whole, never cut. */
-  char longer[5000];
-  memset(longer, 'x', sizeof longer - 1);
-  longer[sizeof longer - 1] = '\0';
+  /* jemalloc stops reading a string at its first malformed pair: each source gives only
+   * the pairs jemalloc reads of it, and the first malformed rest goes last, as written,
+   * so that no later source (checked mode's tcache:false above all) is lost. */
+  setenv("MALLOC_CONF", "narenas:2,", 1);
+  assert_conf_tail(DEFAULTS ",narenas:2", ",");
+  setenv("MALLOC_CONF", "narenas:2,,background_thread:true", 1);
+  assert_conf_tail(DEFAULTS ",narenas:2", ",,background_thread:true");
+  setenv("MALLOC_CONF", "narenas:2,tcache", 1);
+  assert_conf_tail(DEFAULTS ",narenas:2", ",tcache");
+  setenv("MALLOC_CONF", ",narenas:2", 1);
+  assert_conf_tail(DEFAULTS, ",,narenas:2");
+  setenv("MALLOC_CONF", "nar-enas:2,tcache:true", 1);
+  assert_conf_tail(DEFAULTS, ",nar-enas:2,tcache:true");
+  setenv("ALLOCSHIM_PROF", "1", 1);
+  setenv("MALLOC_CONF", ":2,narenas:3,", 1);
+  assert_conf_tail(DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20,:2,narenas:3", ",");
+  setenv("ALLOCSHIM_PROF", "0", 1);
+  /* A MALLOC_CONF too long for the buffer is passed on whole, never cut, after the
+   * shim's options; a malformed one after checked mode's too. */
+  static char longer[9000], want[9100];
+  memcpy(longer, "narenas:", 8);
+  memset(longer + 8, '1', sizeof longer - 9);
   setenv("MALLOC_CONF", longer, 1);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), longer);
+  snprintf(want, sizeof want, DEFAULTS ",%s", longer);
+  assert_conf(want);
+  memset(longer, 'x', 8);
+  setenv("MALLOC_CONF", longer, 1);
+  snprintf(want, sizeof want, ",%s", longer);
+  assert_conf_tail(DEFAULTS, want);
   unsetenv("MALLOC_CONF");
   /* Other variables pass straight through. */
   setenv("ALLOCSHIM_TEST_OTHER", "value", 1);

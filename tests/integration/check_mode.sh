@@ -70,6 +70,13 @@ for source in "${hpa[@]}"; do
   expect_abort "MALLOC_CONF=hpa:true, $source to free" "$(cause_of $source)" MALLOC_CONF=hpa:true \
     $source free
 done
+# A MALLOC_CONF jemalloc stops reading early (a trailing comma, a malformed pair) leaves
+# checked mode's own options in force: a double free of a small block is still named.
+if [ "${CHECK_BLOCKS:-1}" = 1 ]; then
+  for conf in narenas:2, narenas:2,,tcache:true; do
+    expect_abort "MALLOC_CONF=$conf, freed-small to free" "double free" MALLOC_CONF=$conf freed-small free
+  done
+fi
 # What the same mistake does with the raw backend preloaded, for comparison.
 if [ -n "$raw" ] && [ -e "$raw" ]; then
   preloaded "$raw" "$foreign" glibc free >/dev/null 2>&1

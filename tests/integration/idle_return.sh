@@ -43,12 +43,15 @@ threads)
   grep -q '^seccomp_thread: 1 thread' <<<"$out" ||
     fail "a thread was started from a thread under seccomp: $out"
   # jemalloc: an option of the user's naming background_thread has the last word over
-  # idle return; the word inside another option's value does not.
+  # idle return; the word inside another option's value does not...
   if [ "$backend" = jemalloc ]; then
     out=$(run MALLOC_CONF=background_thread:false "$prog" plain $MIB) || fail "background_thread:false: $out"
     grep -q '^plain: 1 thread' <<<"$out" || fail "background_thread:false was overridden: $out"
     out=$(run MALLOC_CONF=prof_prefix:background_thread "$prog" plain $MIB) || fail "prof_prefix: $out"
     grep -q '^plain: 2 thread' <<<"$out" || fail "a prof_prefix value switched idle return off: $out"
+    # ... nor one past a malformed pair, where jemalloc stops reading (and warns).
+    out=$(run MALLOC_CONF=narenas:4,,background_thread:false "$prog" plain $MIB) || fail "malformed: $out"
+    grep -q '^plain: 2 thread' <<<"$out" || fail "an option jemalloc never read switched idle return off: $out"
   fi
   echo "idle_return: ok: the small program, python3 -c and sh keep one thread; none under seccomp"
   # A filter installed later on every thread that refuses sleeping: the purging thread

@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-const char *malloc_conf = "narenas:1,oversize_threshold:4194304";
+#ifndef PROGRAM_CONF
+#define PROGRAM_CONF "narenas:1,oversize_threshold:4194304"
+#endif
+const char *malloc_conf = PROGRAM_CONF;
 
 int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 

@@ -3,15 +3,18 @@
 # precedence: the shim's defaults, then the program's malloc_conf, then MALLOC_CONF. A
 # threshold the user sets holds in arena 0 too, for both its meanings, even when it is
 # the shim's own 32 MiB (libjemalloc alone leaves arena 0 at 8 MiB).
-# usage: malloc_conf.sh LIBRARY PROGRAM   (PROGRAM linked to libjemalloc, defining
-#        malloc_conf = "narenas:1,oversize_threshold:4194304")
+# A program's options that jemalloc stops reading early (a trailing comma) do not end
+# the user's after them.
+# usage: malloc_conf.sh LIBRARY PROGRAM COMMA   (PROGRAM linked to libjemalloc, defining
+#        malloc_conf = "narenas:1,oversize_threshold:4194304"; COMMA the same with a
+#        comma at the end)
 set -uo pipefail
-lib=$(readlink -f "$1") prog=$2
+lib=$(readlink -f "$1") prog=$2 comma=$3
 fail=0
 expect() { # WANT DESCRIPTION [ENV=...]
   local want=$1 what=$2 out
   shift 2
-  out=$(env "$@" "$prog" 2>&1)
+  out=$(env "$@" "${program:-$prog}" 2>/dev/null)
   if [[ $out == "$want from "*liballocshim* ]]; then
     echo "malloc-conf: ok: $what: $out"
   else
@@ -25,4 +28,14 @@ expect "narenas 1 oversize_threshold 4194304 arena0 4194304" "the program's mall
 expect "narenas 3 oversize_threshold 4194304 arena0 4194304" "MALLOC_CONF over it" LD_PRELOAD="$lib" MALLOC_CONF=narenas:3
 expect "narenas 1 oversize_threshold 8388608 arena0 8388608" "MALLOC_CONF over both" LD_PRELOAD="$lib" MALLOC_CONF=oversize_threshold:8388608
 expect "narenas 1 oversize_threshold 33554432 arena0 33554432" "MALLOC_CONF naming the shim's own value" LD_PRELOAD="$lib" MALLOC_CONF=oversize_threshold:33554432
+program=$comma expect "narenas 3 oversize_threshold 4194304 arena0 4194304" \
+  "MALLOC_CONF after a comma-ended malloc_conf" LD_PRELOAD="$lib" MALLOC_CONF=narenas:3
+# ... and jemalloc still tells the user, as it does without the shim.
+said=$(LD_PRELOAD="$lib" "$comma" 2>&1 >/dev/null)
+if grep -q "Conf string ends with comma" <<<"$said"; then
+  echo "malloc-conf: ok: jemalloc's warning about the comma is kept"
+else
+  echo "malloc-conf: FAIL: jemalloc's warning about the comma is lost"
+  fail=1
+fi
 exit $fail
