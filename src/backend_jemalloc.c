@@ -51,7 +51,9 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  *     first of jemalloc's sources, so each later one overrides them in libjemalloc's
  *     documented order: the program's malloc_conf, /etc/malloc.conf, then ALLOCSHIM_
  *     settings and MALLOC_CONF;
- *  2. _pac_init(), what jemalloc 5.3 fails to do with those options itself.
+ *  2. _pac_init(), what jemalloc 5.3 fails to do with those options itself;
+ *  3. _arena_decay(), no purge of a whole arena at a thread's end while idle return
+ *     is armed (below, with idle return).
  * Every other option the shim passes on was asked for (ALLOCSHIM_PROF*), or is not a
  * default but a need: checked mode's tcache:false, last so that nothing overrides it.
  *
@@ -65,10 +67,19 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  * purges a coalesced free extent at once at the threshold: the shim moves that to
  * PURGE_AT_ONCE (_pac_init, below). HUGE_BLOCK is also where zeroing stops using
  * memset (below): one number. */
-#define HUGE_BLOCK                  33554432
-#define STR_OF(x)                   #x
-#define STR(x)                      STR_OF(x)
-#define ALLOCSHIM_JEMALLOC_DEFAULTS "oversize_threshold:" STR(HUGE_BLOCK)
+#define HUGE_BLOCK 33554432
+/* jemalloc 5.3 takes a page run for a slab or a small large block out of a free extent
+ * only if the extent is at most 64 times (2^6) its size: a thread's freed pages, once
+ * coalesced past that, stay unused until the decay returns them, and new pages are
+ * mapped meanwhile. With its background thread on (idle return, past the mark) nothing
+ * else returns them: short-lived threads grew a process by 250 MiB a second (bench/
+ * "spawn": 1 GiB peak against glibc's 3 MiB; docs/PERFORMANCE.md). At 2^10 the pages are
+ * reused: 10 MiB, a fiftieth of the page faults, and no workload of bench/ moved. */
+#define EXTENT_FIT 10
+#define STR_OF(x)  #x
+#define STR(x)     STR_OF(x)
+#define ALLOCSHIM_JEMALLOC_DEFAULTS                                                                \
+  "oversize_threshold:" STR(HUGE_BLOCK) ",lg_extent_max_active_fit:" STR(EXTENT_FIT)
 
 /* Idle return's state (below): the options can switch it off before it could start. */
 enum { PURGE_STATE_IDLE, PURGE_STATE_CHILD, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
@@ -353,6 +364,28 @@ static void purge_after_fork(void) {
     atomic_store(&child_events, PURGE_CHILD_EVENTS);
     atomic_store(&purge_state, PURGE_STATE_CHILD);
   }
+}
+
+/* jemalloc 5.3 purges every dirty page of an arena when the last thread bound to it
+ * ends, unless its background thread runs (tcache_destroy). Before idle return's mark
+ * that is each time: a program that starts short-lived threads (bench/ "spawn", "churn")
+ * gave back and faulted in each thread's pages again, twice glibc's page faults and up
+ * to 1.5x its time. While idle return is armed the shim makes that purge an ordinary
+ * decay step: the next thread given the arena reuses the pages, what stays is under the
+ * mark, and past it the background thread returns it on the decay clock. Switched off
+ * (ALLOCSHIM_PURGE=off, or a user's background_thread option) jemalloc purges as it
+ * does alone. */
+static _Thread_local bool thread_ending __attribute__((tls_model("initial-exec")));
+void _tcache_cleanup(void *tsd) {
+  thread_ending = true;
+  je_tcache_cleanup(tsd);
+  thread_ending = false;
+}
+void _arena_decay(void *tsdn, void *arena, bool is_background_thread, bool all) {
+  if (all && thread_ending &&
+      atomic_load_explicit(&purge_state, memory_order_relaxed) != PURGE_STATE_OFF)
+    all = false;
+  je_arena_decay(tsdn, arena, is_background_thread, all);
 }
 
 void _tcache_gc_event(void *tsd, uint64_t elapsed) {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "internal.h"
 #include "test_owns.h"
 
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
@@ -210,7 +212,7 @@ static void test_creat_only_new_files(void **state) {
 
 /* The MALLOC_CONF that jemalloc sees: the shim's defaults, then ALLOCSHIM_ options,
  * the user's last (jemalloc lets the last word win). */
-#define DEFAULTS "oversize_threshold:33554432"
+#define DEFAULTS "oversize_threshold:33554432,lg_extent_max_active_fit:10"
 /* What _secure_getenv gives jemalloc: head, checked mode's own word, then tail (a
  * malformed rest, where jemalloc stops reading). */
 static void assert_conf_tail(const char *head, const char *tail) {
@@ -303,6 +305,46 @@ static size_t arena_dirty_pages(unsigned arena) {
   return pages;
 }
 
+/* A thread that binds itself to the arena given, fills and frees 1 MiB of small blocks
+ * there, and ends: the last thread of that arena. */
+static void *arena_user(void *arg) {
+  unsigned arena = *(unsigned *)arg;
+  if (__real__mallctl("thread.arena", NULL, NULL, &arena, sizeof arena) != 0)
+    return "thread.arena failed";
+  void *blocks[256];
+  for (int i = 0; i < 256; i++)
+    memset(blocks[i] = malloc(4000), 1, 4000);
+  for (int i = 0; i < 256; i++)
+    free(blocks[i]);
+  return NULL;
+}
+
+/* jemalloc 5.3 purges an arena whole when the last thread bound to it ends; while idle
+ * return is armed the shim leaves those pages for the next thread (_arena_decay), and
+ * switched off (ALLOCSHIM_PURGE=off) lets jemalloc purge. Checked mode has no thread
+ * cache, whose end is where jemalloc purges: the pages stay there either way. */
+static void test_thread_end_keeps_pages(void **state) {
+  (void)state;
+  bool background = false;
+  size_t len = sizeof background;
+  assert_int_equal(__real__mallctl("background_thread", &background, &len, NULL, 0), 0);
+  if (background) /* no purge at a thread's end to tell apart */
+    skip();
+  unsigned arena = 0;
+  len = sizeof arena;
+  assert_int_equal(__real__mallctl("arenas.create", &arena, &len, NULL, 0), 0);
+  pthread_t t;
+  void *failed = NULL;
+  assert_int_equal(pthread_create(&t, NULL, arena_user, &arena), 0);
+  assert_int_equal(pthread_join(t, &failed), 0);
+  assert_null(failed);
+  size_t kept = arena_dirty_pages(arena) * JE_PAGE;
+  if (allocshim_purge_setting() == PURGE_OFF && !check_enabled())
+    assert_int_equal(kept, 0);
+  else
+    assert_true(kept >= 512 << 10);
+}
+
 /* What the threshold's second meaning does: in an arena a program chose (where jemalloc
  * sends big blocks too), a freed 40 MiB block stays for the decay to return, where
  * jemalloc 5.3 alone purges it at once; one of 300 MiB is still purged when freed. */
@@ -379,6 +421,7 @@ static void test_owns(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_version, reset),
+      cmocka_unit_test_setup(test_thread_end_keeps_pages, reset),
       cmocka_unit_test_setup(test_profile_status, reset),
       cmocka_unit_test_setup(test_dump_backend_failure, reset),
       cmocka_unit_test_setup(test_profile_thread, reset),
