@@ -167,21 +167,25 @@ static struct conf_part conf_text(const char *text) {
 }
 
 /* Joins the pieces, into conf[size] when they fit, else into a mapping of their own
- * (never unmapped: jemalloc asks once). NULL when no memory can be mapped. */
+ * (never unmapped: jemalloc asks once). Where no memory can be mapped, the pieces that
+ * fit, in order: a user's long source is left out rather than the shim's own needs. */
 static char *conf_join(char *conf, size_t size, const struct conf_part *part, size_t parts) {
   size_t need = 1;
   for (size_t i = 0; i < parts; i++)
     need += part[i].n + 1;
   if (need > size) {
-    conf = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (conf == MAP_FAILED)
-      return NULL;
+    int saved = errno; /* this runs inside the program's first allocation */
+    char *mapped = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    errno = saved;
+    if (mapped != MAP_FAILED)
+      conf = mapped, size = need;
   }
   size_t len = 0;
   for (size_t i = 0; i < parts; i++) {
-    if (part[i].n == 0)
+    bool comma = len > 0 && !part[i].glued;
+    if (part[i].n == 0 || len + comma + part[i].n >= size)
       continue;
-    if (len > 0 && !part[i].glued)
+    if (comma)
       conf[len++] = ',';
     memcpy(conf + len, part[i].text, part[i].n);
     len += part[i].n;
@@ -200,20 +204,21 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
  * malformed pair, which in one joined string would silently drop every later source
  * (a MALLOC_CONF ending in a comma would switch checked mode's tcache:false off): each
  * source gives only the pairs jemalloc reads of it, and the first malformed rest goes
- * last, where it costs nothing but jemalloc's warning. No allocation is allowed here. */
+ * last, where it costs nothing but jemalloc's warning (for that source only: a second
+ * malformed one goes unmentioned). No allocation is allowed here. */
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to (one
-   * too long for the buffer is left out). This runs inside some caller's first
-   * allocation, whose errno must not change: on most systems the link does not exist. */
-  char link[PATH_MAX];
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. This
+   * runs inside some caller's first allocation, whose errno must not change: on most
+   * systems the link does not exist. */
+  char link[PATH_MAX + 1]; /* jemalloc reads up to PATH_MAX bytes of it, and so do we */
   int saved = errno;
-  ssize_t n = readlink("/etc/malloc.conf", link, sizeof link);
+  ssize_t n = readlink("/etc/malloc.conf", link, PATH_MAX);
   errno = saved;
-  link[n > 0 && (size_t)n < sizeof link ? n : 0] = '\0';
+  link[n > 0 ? n : 0] = '\0';
   /* The user's sources, and what jemalloc reads of each. jemalloc reads the link itself
    * too, before this string, and has warned about its rest already. */
   enum { PROGRAM, LINK, USER, SOURCES };
@@ -282,8 +287,7 @@ char *_secure_getenv(const char *name) {
       conf_text(check),
       rest,
   };
-  char *joined = conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
-  return joined != NULL ? joined : (char *)user;
+  return conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
 }
 
 /* jemalloc's options are in place from its first allocation (above), and every arena's
@@ -370,11 +374,12 @@ static void purge_after_fork(void) {
  * ends, unless its background thread runs (tcache_destroy). Before idle return's mark
  * that is each time: a program that starts short-lived threads (bench/ "spawn", "churn")
  * gave back and faulted in each thread's pages again, twice glibc's page faults and up
- * to 1.5x its time. While idle return is armed the shim makes that purge an ordinary
- * decay step: the next thread given the arena reuses the pages, what stays is under the
- * mark, and past it the background thread returns it on the decay clock. Switched off
- * (ALLOCSHIM_PURGE=off, or a user's background_thread option) jemalloc purges as it
- * does alone. */
+ * to 1.5x its time. Below the mark (idle return armed, its thread not started yet) the
+ * shim makes that purge an ordinary decay step: the next thread given the arena reuses
+ * the pages (EXTENT_FIT, above, lets it), what stays is under the mark, and past it the
+ * background thread returns it on the decay clock. Anywhere else (the thread started,
+ * a forked child waiting for its own mark, ALLOCSHIM_PURGE=off, a user's
+ * background_thread option) jemalloc decides as it does alone. */
 static _Thread_local bool thread_ending __attribute__((tls_model("initial-exec")));
 void _tcache_cleanup(void *tsd) {
   thread_ending = true;
@@ -382,8 +387,8 @@ void _tcache_cleanup(void *tsd) {
   thread_ending = false;
 }
 void _arena_decay(void *tsdn, void *arena, bool is_background_thread, bool all) {
-  if (all && thread_ending &&
-      atomic_load_explicit(&purge_state, memory_order_relaxed) != PURGE_STATE_OFF)
+  int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
+  if (all && thread_ending && (state == PURGE_STATE_IDLE || state == PURGE_STATE_WANTED))
     all = false;
   je_arena_decay(tsdn, arena, is_background_thread, all);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,20 @@
 #include "test_owns.h"
 
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+/* mmap fails (ENOMEM) once, for the next call of fail_mmap bytes up to 64 KiB: the
+ * size of an options string too long for the shim's buffer, never one of jemalloc's.
+ * The build's _FILE_OFFSET_BITS=64 makes the C library's mmap mmap64. */
+static size_t fail_mmap;
+void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  if (fail_mmap != 0 && len >= fail_mmap && len < 65536) {
+    fail_mmap = 0;
+    errno = ENOMEM;
+    return MAP_FAILED;
+  }
+  return __real_mmap64(addr, len, prot, flags, fd, off);
+}
 
 /* Names whose mallctl the current test wants to fail; everything else is real. */
 static const char *failing;
@@ -267,6 +282,15 @@ static void test_conf(void **state) {
   setenv("MALLOC_CONF", longer, 1);
   snprintf(want, sizeof want, ",%s", longer);
   assert_conf_tail(DEFAULTS, want);
+  /* With no memory to map for it, the pieces that fit: the long source is left out,
+   * never the shim's own, and errno stays the program's. */
+  memcpy(longer, "narenas:", 8);
+  setenv("MALLOC_CONF", longer, 1);
+  fail_mmap = sizeof longer;
+  errno = EDOM;
+  assert_conf(DEFAULTS);
+  assert_int_equal(errno, EDOM);
+  assert_int_equal(fail_mmap, 0);
   unsetenv("MALLOC_CONF");
   /* Other variables pass straight through. */
   setenv("ALLOCSHIM_TEST_OTHER", "value", 1);
