@@ -442,10 +442,60 @@ static int spawn(void) {
   return report("spawn", rounds * SPAWN_THREADS * SPAWN_BLOCKS, bad, 0);
 }
 
+/* Fragmentation: 16 live blocks of 64 KiB-8 MiB, one replaced each step, while small
+ * objects (16-512 B) pass through a first-in first-out line of 200,000 (2,000 a step):
+ * long-lived small blocks carved from the pages big ones left, which could pin a freed
+ * big block's range and make the allocator map new ranges for the next. Peak RSS is the
+ * measure (the shim's lg_extent_max_active_fit:10 on jemalloc; docs/PERFORMANCE.md). */
+static int frag(void) {
+  enum { BIG = 16, LINE = 200000, STEP = 2000 };
+  static unsigned char *line[LINE];
+  unsigned char *big[BIG] = {0};
+  size_t big_len[BIG] = {0};
+  uint64_t s = 5, sum = 0, want = 0;
+  long steps = n_of(20000);
+  size_t head = 0;
+  for (long i = 0; i < steps; i++) {
+    size_t k = rnd(&s) % BIG;
+    if (big[k]) {
+      sum += big[k][0] + big[k][big_len[k] - 1];
+      free(big[k]);
+    }
+    big_len[k] = ((size_t)64 << 10) + rnd(&s) % ((size_t)8 << 20);
+    if (!(big[k] = malloc(big_len[k])))
+      return report("frag", i, 1, 0);
+    for (size_t o = 0; o < big_len[k]; o += 4096)
+      big[k][o] = (unsigned char)k;
+    big[k][big_len[k] - 1] = (unsigned char)k;
+    want += 2 * k;
+    for (int j = 0; j < STEP; j++, head = (head + 1) % LINE) {
+      if (line[head]) {
+        sum += line[head][0];
+        free(line[head]);
+      }
+      if (!(line[head] = malloc(16 + rnd(&s) % 497)))
+        return report("frag", i, 1, 0);
+      line[head][0] = (unsigned char)(head & 0x7f);
+      want += head & 0x7f;
+    }
+  }
+  for (size_t h = 0; h < LINE; h++)
+    if (line[h]) {
+      sum += line[h][0];
+      free(line[h]);
+    }
+  for (size_t k = 0; k < BIG; k++)
+    if (big[k]) {
+      sum += big[k][0] + big[k][big_len[k] - 1];
+      free(big[k]);
+    }
+  return report("frag", steps * (STEP + 1), sum, want);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: workloads small|mixed|aligned|large|prodcons|larson|contend1|"
-                    "contend2|contend4|contend8|hugecalloc|hugefill|churn|spawn [SCALE]\n");
+                    "contend2|contend4|contend8|hugecalloc|hugefill|churn|spawn|frag [SCALE]\n");
     return 2;
   }
   if (argc > 2)
@@ -471,6 +521,8 @@ int main(int argc, char **argv) {
     return churn();
   if (strcmp(w, "spawn") == 0)
     return spawn();
+  if (strcmp(w, "frag") == 0)
+    return frag();
   if (strncmp(w, "contend", 7) == 0) {
     int n = atoi(w + 7);
     if (n >= 1 && n <= 64)
