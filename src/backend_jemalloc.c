@@ -52,8 +52,8 @@ EXPORT void malloc_stats_print(void (*cb)(void *, const char *), void *o, const 
  *     documented order: the program's malloc_conf, /etc/malloc.conf, then ALLOCSHIM_
  *     settings and MALLOC_CONF;
  *  2. _pac_init(), what jemalloc 5.3 fails to do with those options itself;
- *  3. _arena_decay(), no purge of a whole arena at a thread's end while idle return
- *     is armed (below, with idle return).
+ *  3. _arena_decay(), no purge of a whole arena at a thread's end below idle return's
+ *     mark (below, with idle return), which EXTENT_FIT makes safe.
  * Every other option the shim passes on was asked for (ALLOCSHIM_PROF*), or is not a
  * default but a need: checked mode's tcache:false, last so that nothing overrides it.
  *
