@@ -547,13 +547,18 @@ static struct {
   uint32_t nregs[JE_MAX_BINS];
 } je_classes;
 
-/* The tree leaf for the page holding a, or 0. The lookup keeps a cache of recent
- * leaves in the context it is given; a scratch one leaves each thread's own alone. */
+/* The tree leaf for the page holding a, or 0 where the tree has none. The lookup keeps
+ * a cache of recent leaves in the context it is given; a scratch one leaves each
+ * thread's own alone. A leaf jemalloc cleared (a freed large block's page once its
+ * extent coalesced with a free neighbour, rtree_clear) keeps an invalid size class but
+ * no record: it counts as none, so the walk goes on down (it was read through, and a
+ * double free of a lone large block crashed). */
 static uintptr_t je_leaf(uintptr_t a) {
   _Alignas(64) unsigned char scratch[1024];
   uintptr_t *elm =
       je_rtree_leaf_elm_lookup_hard(NULL, &je_arena_emap_global, scratch, a, false, false);
-  return elm ? __atomic_load_n(elm, __ATOMIC_ACQUIRE) : 0;
+  uintptr_t leaf = elm ? __atomic_load_n(elm, __ATOMIC_ACQUIRE) : 0;
+  return JE_LEAF_EDATA(leaf) != NULL ? leaf : 0;
 }
 
 static enum check_block je_classify(uintptr_t a, uintptr_t leaf, const void **start) {

@@ -40,7 +40,16 @@ expect_abort() {
   fi
 }
 # The cause checked mode must name for a freed-* or inside-* pointer.
-cause_of() { case $1 in freed-*) echo "double free" ;; *) echo "a pointer into the middle of a block" ;; esac; }
+# On mimalloc a lone large block's span merges into a free span, where no block starts:
+# the message says so, with a double free first among the likely causes.
+cause_of() {
+  case $1 in
+    freed-*) echo "double free" ;;
+    lone-large) echo "\(double free\|.* at no block it handed out\. Likely causes: a double free\)" ;;
+    lone-*) echo "double free" ;;
+    *) echo "a pointer into the middle of a block" ;;
+  esac
+}
 
 for source in glibc static stack; do
   for op in free realloc usable delete; do
@@ -48,11 +57,14 @@ for source in glibc static stack; do
   done
 done
 grep -m1 "Likely causes" <<<"$out" | fold -s -w 100
-# Double frees and pointers into a block, of each size: the cause named, not guessed.
+# Double frees (lone-: the block's neighbour freed first, so that its memory merges
+# with free memory around it; jemalloc then clears its entry, which checked mode once
+# read through and crashed) and pointers into a block, of each size: the cause named,
+# not guessed.
 # (CHECK_BLOCKS=0: a build that cannot tell them, mimalloc as a shared library.)
 blocks=()
 if [ "${CHECK_BLOCKS:-1}" = 1 ]; then
-  blocks=(freed-{small,medium,large,huge} inside-{small,medium,large,huge})
+  blocks=(freed-{small,medium,large,huge} lone-{small,medium,large,huge} inside-{small,medium,large,huge})
 else
   echo "check_mode: this build cannot tell freed or interior pointers; not tried"
 fi
@@ -73,6 +85,9 @@ done
 # A MALLOC_CONF jemalloc stops reading early (a trailing comma, a malformed pair) leaves
 # checked mode's own options in force: a double free of a small block is still named.
 if [ "${CHECK_BLOCKS:-1}" = 1 ]; then
+  # Every allocation sampled (jemalloc then makes each a large block of its own).
+  expect_abort "every allocation sampled, lone-small to free" "double free" ALLOCSHIM_PROF=1 \
+    ALLOCSHIM_PROF_SAMPLE=1 lone-small free
   for conf in narenas:2, narenas:2,,tcache:true; do
     expect_abort "MALLOC_CONF=$conf, freed-small to free" "double free" MALLOC_CONF=$conf freed-small free
   done

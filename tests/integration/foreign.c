@@ -2,11 +2,15 @@
  * glibc's own malloc, one into static data, one on the stack; a block already freed
  * (a double free); a pointer into the middle of a block. Knows nothing of allocshim;
  * checked mode must stop it with a message before anything is corrupted.
- * usage: foreign glibc|static|stack|freed-SIZE|inside-SIZE free|realloc|usable|delete
- *        where SIZE is small (32 B), medium (20 KiB), large (4 MiB) or huge (64 MiB) */
+ * usage: foreign glibc|static|stack|freed-SIZE|lone-SIZE|inside-SIZE free|realloc|usable|delete
+ *        where SIZE is small (32 B), medium (20 KiB), large (4 MiB) or huge (64 MiB);
+ *        lone-SIZE is freed-SIZE with the blocks allocated just before and after it
+ *        freed first, so that the freed block's memory merges with free memory
+ *        around it */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +35,15 @@ int main(int argc, char **argv) {
     /* A neighbour keeps the block's slab or page in use, and stdout unbuffered keeps
      * stdio from taking the freed memory back: the block stays freed, not reused. */
     setvbuf(stdout, NULL, _IONBF, 0);
+    bool lone = strncmp(argv[1], "lone-", 5) == 0;
+    char *before = lone ? malloc(n) : NULL;
     char *block = n ? malloc(n) : NULL, *neighbour = n ? malloc(n) : NULL;
-    if (block == NULL || neighbour == NULL)
+    if (block == NULL || neighbour == NULL || (lone && before == NULL))
       return 2;
     memset(block, 0x5a, n);
-    if (strncmp(argv[1], "freed-", 6) == 0) {
+    if (lone) /* both sides free: whichever is next to the block in memory */
+      free(before), free(neighbour);
+    if (strncmp(argv[1], "freed-", 6) == 0 || strncmp(argv[1], "lone-", 5) == 0) {
       /* The point is to use it after free; the empty asm hides that from the compiler,
        * which at some optimisation levels refuses (-Wuse-after-free). */
       p = block;
