@@ -102,6 +102,20 @@ static void purge_after_fork(void);
  * arena. (mallctl could set arena 0 after the fact, but its first use costs every
  * process 30 KiB of statistics per arena.) */
 #define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
+
+/* jemalloc's option parser sets errno to 0 before each number it reads (and the shim's
+ * defaults are numbers), inside the program's first allocation, whose errno must not
+ * change: glibc's does not. _secure_getenv keeps the program's errno as jemalloc starts
+ * reading options, and arena 0's creation, the next step of jemalloc's start that
+ * reaches the shim, puts it back. */
+static int conf_errno;
+static bool conf_errno_kept;
+static void conf_errno_restore(void) {
+  if (conf_errno_kept) {
+    conf_errno_kept = false;
+    errno = conf_errno;
+  }
+}
 static bool oversize_named; /* some option of the user's names it (_secure_getenv) */
 bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache, void *cur_time,
                size_t oversize_threshold, ssize_t dirty_decay_ms, ssize_t muzzy_decay_ms,
@@ -111,8 +125,10 @@ bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache,
     oversize_threshold = PURGE_AT_ONCE;
   else if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
     oversize_threshold = opt;
-  return je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
-                     dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
+  bool failed = je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
+                            dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
+  conf_errno_restore();
+  return failed;
 }
 
 /* A program's own options, the way libjemalloc documents them: a global
@@ -209,6 +225,7 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
+  conf_errno = errno, conf_errno_kept = true; /* back in _pac_init */
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
   /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. This

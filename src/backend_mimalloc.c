@@ -605,6 +605,14 @@ int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts) {
   purge_poke();
   return r;
 }
+
+/* mimalloc reads only access's result; a missing node's ENOENT would reach the program
+ * as the errno of a malloc that succeeded (glibc's leaves errno alone). */
+int allocshim_mi_access(const char *path, int mode) {
+  int saved = errno, r = access(path, mode);
+  errno = saved;
+  return r;
+}
 #else
 /* Through libmimalloc.so the shim sees none of mimalloc's mappings: nothing is held. */
 static const bool retain_possible = false;

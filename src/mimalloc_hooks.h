@@ -8,6 +8,8 @@
  *                  madvise is told its caller, for only a decommit may be held back
  *   clock_gettime  read exactly when mimalloc schedules or runs a delayed decommit: it
  *                  wakes that thread
+ *   access         mimalloc counts NUMA nodes, in the program's first allocation, until
+ *                  one is missing: that call's errno is not the program's to see
  * and one of mimalloc's own functions is renamed, for the shim's to take its name:
  *   mi_collect     a forced collect gives back what the shim holds back too
  * The macros take arguments, so the C library's own declarations above keep their names
@@ -26,6 +28,7 @@ int allocshim_mi_mprotect(void *addr, size_t len, int prot);
 int allocshim_mi_munmap(void *addr, size_t len);
 int allocshim_mi_madvise(void *addr, size_t len, int advice, const char *caller);
 int allocshim_mi_clock_gettime(clockid_t clock, struct timespec *ts);
+int allocshim_mi_access(const char *path, int mode);
 void allocshim_mi_collect_inner(bool force);
 
 #if defined(ALLOCSHIM_MIMALLOC_HOOKED) /* mimalloc's translation unit only */
@@ -35,6 +38,7 @@ void allocshim_mi_collect_inner(bool force);
 #define munmap(a, n)            allocshim_mi_munmap((a), (n))
 #define madvise(a, n, adv)      allocshim_mi_madvise((a), (n), (adv), __func__)
 #define clock_gettime(c, ts)    allocshim_mi_clock_gettime((c), (ts))
+#define access(path, mode)      allocshim_mi_access((path), (mode))
 #define mi_collect(force)       allocshim_mi_collect_inner(force)
 #endif
 
