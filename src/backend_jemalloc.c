@@ -160,14 +160,21 @@ static size_t conf_readable(const char *conf) {
   }
 }
 
-/* Whether the first n bytes of an options string set `key` as a key, and not inside
- * some other option's value. */
-static bool conf_names(const char *conf, size_t n, const char *key) {
+/* The last value the first n bytes of an options string give `key` (as a key, not
+ * inside some other option's value), and its length; NULL when they give none. */
+static const char *conf_value(const char *conf, size_t n, const char *key, size_t *len) {
   size_t k = strlen(key);
+  const char *value = NULL;
   for (size_t i = 0; i < n; i += strcspn(conf + i, ",") + 1)
-    if (k < n - i && strncmp(conf + i, key, k) == 0 && conf[i + k] == ':')
-      return true;
-  return false;
+    if (k < n - i && strncmp(conf + i, key, k) == 0 && conf[i + k] == ':') {
+      value = conf + i + k + 1;
+      *len = strcspn(value, ",");
+    }
+  return value;
+}
+static bool conf_names(const char *conf, size_t n, const char *key) {
+  size_t len;
+  return conf_value(conf, n, key, &len) != NULL;
 }
 
 /* One piece of the assembled options: n bytes of text, after a comma unless glued (a
@@ -241,6 +248,9 @@ char *_secure_getenv(const char *name) {
   enum { PROGRAM, LINK, USER, SOURCES };
   const char *source[SOURCES] = {&malloc_conf ? malloc_conf : NULL, link, user};
   struct conf_part read[SOURCES] = {{0}}, rest = {0};
+  /* jemalloc aborts at the end of a source with an error while abort_conf is true: the
+   * value it has there, for the source of the rest, whose error now comes last. */
+  bool abort_conf = false, abort_at_rest = false;
   /* What they name. The threshold is named rather than compared: a user's 32 MiB is a
    * choice, the shim's default is not (a value jemalloc refuses leaves 32 MiB, and is
    * taken as that choice). */
@@ -249,10 +259,18 @@ char *_secure_getenv(const char *name) {
     if (source[i] == NULL)
       continue;
     read[i] = (struct conf_part){.text = source[i], .n = conf_readable(source[i])};
-    if (i != LINK && rest.n == 0) /* glued: jemalloc then sees the rest as written */
-      rest = (struct conf_part){.text = source[i] + read[i].n,
-                                .n = strlen(source[i] + read[i].n),
-                                .glued = read[i].n > 0};
+    size_t len = 0;
+    const char *value = conf_value(source[i], read[i].n, "abort_conf", &len);
+    if (value != NULL && len == 4 && strncmp(value, "true", 4) == 0)
+      abort_conf = true;
+    if (value != NULL && len == 5 && strncmp(value, "false", 5) == 0)
+      abort_conf = false;
+    const char *rest_of = source[i] + read[i].n;
+    if (i != LINK && rest.n == 0 && *rest_of != '\0') {
+      /* glued: jemalloc then sees the rest as written */
+      rest = (struct conf_part){.text = rest_of, .n = strlen(rest_of), .glued = read[i].n > 0};
+      abort_at_rest = abort_conf;
+    }
     oversize_named |= conf_names(source[i], read[i].n, "oversize_threshold");
     background_named |= conf_names(source[i], read[i].n, "background_thread");
   }
@@ -302,6 +320,7 @@ char *_secure_getenv(const char *name) {
       conf_text(prof),
       read[USER],
       conf_text(check),
+      conf_text(abort_at_rest ? "abort_conf:true" : ""),
       rest,
   };
   return conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);

@@ -27,6 +27,9 @@
 
 int __real__mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 
+/* A program's own options (jemalloc's documented symbol), which the shim reads. */
+const char *malloc_conf;
+
 /* mmap fails (ENOMEM) once, for the next call of fail_mmap bytes up to 64 KiB: the
  * size of an options string too long for the shim's buffer, never one of jemalloc's.
  * The build's _FILE_OFFSET_BITS=64 makes the C library's mmap mmap64. */
@@ -266,6 +269,16 @@ static void test_conf(void **state) {
   assert_conf_tail(DEFAULTS, ",,narenas:2");
   setenv("MALLOC_CONF", "nar-enas:2,tcache:true", 1);
   assert_conf_tail(DEFAULTS, ",nar-enas:2,tcache:true");
+  /* jemalloc aborts at the end of a source with an error if abort_conf is true there:
+   * a program's malformed rest now comes after MALLOC_CONF, so the value it had at
+   * that point is said again just before it. */
+  malloc_conf = "abort_conf:true,bogus";
+  setenv("MALLOC_CONF", "abort_conf:false", 1);
+  assert_conf_tail(DEFAULTS ",abort_conf:true,abort_conf:false", ",abort_conf:true,bogus");
+  malloc_conf = "abort_conf:false,abort_conf:yes,bogus";
+  setenv("MALLOC_CONF", "abort_conf:true", 1);
+  assert_conf_tail(DEFAULTS ",abort_conf:false,abort_conf:yes,abort_conf:true", ",bogus");
+  malloc_conf = NULL;
   setenv("ALLOCSHIM_PROF", "1", 1);
   setenv("MALLOC_CONF", ":2,narenas:3,", 1);
   assert_conf_tail(DEFAULTS ",prof:true,prof_active:true,lg_prof_sample:20,:2,narenas:3", ",");

@@ -1,6 +1,7 @@
 /* A program that sets jemalloc's options the documented way, with its own malloc_conf
  * symbol, and prints what took effect: "narenas N oversize_threshold M arena0 A from
- * LIB", A the threshold arena 0 purges a coalesced free extent at. */
+ * LIB", A the threshold arena 0 purges a coalesced free extent at. With CONF_ONLY it
+ * asks nothing (it is not linked to libjemalloc) and says it started. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -14,7 +15,11 @@ const char *malloc_conf = PROGRAM_CONF;
 int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 
 int main(void) {
-  free(malloc(1)); /* jemalloc has read its options by now */
+  void *volatile p = malloc(1); /* jemalloc has read its options by now */
+  free(p);
+#ifdef CONF_ONLY /* only the options' effect on start-up: no libjemalloc to ask */
+  puts("malloc_conf: started");
+#else
   unsigned narenas = 0;
   size_t threshold = 0, arena0 = 0, len = sizeof narenas;
   if (mallctl("opt.narenas", &narenas, &len, NULL, 0) != 0)
@@ -28,5 +33,6 @@ int main(void) {
   void *fn = dlsym(RTLD_DEFAULT, "mallctl");
   printf("narenas %u oversize_threshold %zu arena0 %zu from %s\n", narenas, threshold, arena0,
          fn && dladdr(fn, &info) && info.dli_fname ? info.dli_fname : "?");
+#endif
   return 0;
 }

@@ -5,11 +5,13 @@
 # the shim's own 32 MiB (libjemalloc alone leaves arena 0 at 8 MiB).
 # A program's options that jemalloc stops reading early (a trailing comma) do not end
 # the user's after them.
-# usage: malloc_conf.sh LIBRARY PROGRAM COMMA   (PROGRAM linked to libjemalloc, defining
-#        malloc_conf = "narenas:1,oversize_threshold:4194304"; COMMA the same with a
-#        comma at the end)
+# A program's abort_conf:true before its malformed pair still aborts, whatever
+# MALLOC_CONF says after it, as libjemalloc alone does.
+# usage: malloc_conf.sh LIBRARY PROGRAM COMMA ABORT   (PROGRAM linked to libjemalloc,
+#        defining malloc_conf = "narenas:1,oversize_threshold:4194304"; COMMA the same
+#        with a comma at the end; ABORT "abort_conf:true,bogus", not linked to it)
 set -uo pipefail
-lib=$(readlink -f "$1") prog=$2 comma=$3
+lib=$(readlink -f "$1") prog=$2 comma=$3 abort=$4
 fail=0
 expect() { # WANT DESCRIPTION [ENV=...]
   local want=$1 what=$2 out
@@ -40,6 +42,14 @@ if [ "$shimmed" -eq $((alone + 2)) ]; then
   echo "malloc-conf: ok: jemalloc's warning about the comma is kept ($alone without the shim, $shimmed with it)"
 else
   echo "malloc-conf: FAIL: jemalloc's warning about the comma: $alone without the shim, $shimmed with it"
+  fail=1
+fi
+out=$(LD_PRELOAD="$lib" MALLOC_CONF=abort_conf:false "$abort" 2>&1)
+rc=$?
+if [ $rc -eq 134 ] && grep -q "Abort (abort_conf:true)" <<<"$out"; then
+  echo "malloc-conf: ok: abort_conf:true before a malformed pair aborts, as libjemalloc does"
+else
+  echo "malloc-conf: FAIL: abort_conf:true before a malformed pair: exit $rc: $out"
   fail=1
 fi
 exit $fail
