@@ -11,6 +11,9 @@
 /* Types the list's prototypes need that C cannot spell inside one macro argument. */
 typedef void je_write_cb(void *opaque, const char *text);
 struct je_emap; /* jemalloc's emap_t, only ever pointed at */
+struct je_arena_table {
+  void *slot[4095]; /* jemalloc's arenas[MALLOCX_ARENA_LIMIT], read atomically */
+};
 
 /* Hidden makes the shim's calls direct, with no trip through the GOT. A direct entry
  * is left alone: the exported name the link gives it takes its visibility. */

@@ -14,6 +14,10 @@
  *                                     as exited, the memory trimmed; then ROUNDS
  *                                     rounds of 10 short-lived threads: exit 0 if
  *                                     resident memory grew by at most LIMIT_MIB
+ *        idle_check arenas MIB ROUNDS LIMIT_MIB
+ *                                     the same with rounds of 4 threads, each on one
+ *                                     of 32 arenas the program made (jemalloc's
+ *                                     mallctl; 77 where there is none)
  *        idle_check quiet MIB        as exited, then no thread may wake up more than
  *                                     twice in 3 s once the memory is back
  *        idle_check fork MIB          the burst in the parent, then again in a forked
@@ -33,6 +37,7 @@
  *                                     threads have ended (30 s at most) */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -261,8 +266,74 @@ static void *spawned(void *arg) {
   return bad ? "a block changed" : NULL;
 }
 
+/* A short-lived thread on an arena the program made (jemalloc's mallctl, where the
+ * build has it): 8 MiB in blocks of 16 B-3 KiB and, one in eight, 16-316 KiB, written,
+ * checked and freed. */
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+static mallctl_fn mallctl_of;
+static void *on_arena(void *arg) {
+  unsigned arena = (unsigned)(uintptr_t)arg;
+  if (mallctl_of("thread.arena", NULL, NULL, &arena, sizeof arena) != 0)
+    return "thread.arena failed";
+  enum { MAX = 8192 };
+  static _Thread_local unsigned char *p[MAX];
+  uint64_t x = arena * 7919u + 1;
+  size_t held = 0, n = 0;
+  bool bad = false;
+  while (held < ((size_t)8 << 20) && n < MAX) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t size = n % 8 == 0 ? 16384 + x % 300000 : 16 + x % 3000;
+    if ((p[n] = malloc(size)) == NULL)
+      return "malloc failed";
+    memset(p[n], (int)(n & 0x7f), size);
+    held += size, n++;
+  }
+  for (size_t i = 0; i < n; i++) {
+    bad |= p[i][0] != (unsigned char)(i & 0x7f);
+    free(p[i]);
+  }
+  return bad ? "a block changed" : NULL;
+}
+
 /* The shim's malloc_trim, where the C library declares none (musl). */
 extern int malloc_trim(size_t pad) __attribute__((weak));
+
+/* The same rounds of 4 threads, each bound to one of 32 arenas the program made in
+ * turn: jemalloc with its background thread on purged none at a thread's end, and each
+ * kept its last thread's pages (32 x 8 MiB) until the decay. */
+static int arena_rounds(long rounds, long limit) {
+  pthread_t t[4];
+  if ((mallctl_of = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl")) == NULL) {
+    printf("arenas: no mallctl in this build\n");
+    return 77;
+  }
+  run_burst(false, t);
+  if (malloc_trim != NULL)
+    malloc_trim(0);
+  unsigned pool[32];
+  for (int i = 0; i < 32; i++) {
+    size_t len = sizeof pool[i];
+    if (mallctl_of("arenas.create", &pool[i], &len, NULL, 0) != 0)
+      return fprintf(stderr, "arenas: arenas.create failed\n"), 1;
+  }
+  long base = resident_mib(), peak = base, threads = thread_count();
+  for (long r = 0; r < rounds; r++) {
+    for (int i = 0; i < 4; i++)
+      if (pthread_create(&t[i], NULL, on_arena, (void *)(uintptr_t)pool[(r * 4 + i) % 32]) != 0)
+        return fprintf(stderr, "arenas: pthread_create failed\n"), 1;
+    for (int i = 0; i < 4; i++) {
+      void *failed;
+      pthread_join(t[i], &failed);
+      if (failed != NULL)
+        return fprintf(stderr, "arenas: %s\n", (char *)failed), 1;
+    }
+    long now = resident_mib();
+    peak = now > peak ? now : peak;
+  }
+  printf("arenas: %ld thread(s) after the burst, %ld MiB resident; %ld rounds: %ld MiB at most\n",
+         threads, base, rounds, peak);
+  return peak - base <= limit ? 0 : 1;
+}
 
 /* Short-lived threads once the heap has passed idle return's mark: the peak resident
  * memory over the rounds, above what the burst left. jemalloc 5.3 with its background
@@ -340,6 +411,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(mode, "spawn") == 0)
     return argc == 5 ? spawn_rounds(atol(argv[3]), atol(argv[4])) : 2;
+  if (strcmp(mode, "arenas") == 0)
+    return argc == 5 ? arena_rounds(atol(argv[3]), atol(argv[4])) : 2;
   if (strcmp(mode, "quiet") == 0) {
     run_burst(false, t);
     if (!returned_within(30, 64, "quiet"))

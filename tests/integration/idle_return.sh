@@ -103,6 +103,13 @@ spawn)
   # pages instead, and 300 rounds grew it by 100-650 MiB (lg_extent_max_active_fit).
   out=$(run "$prog" spawn $MIB 300 32) || fail "short-lived threads grew the process: $out"
   echo "idle_return: ok: $out"
+  # ... and those bound to arenas the program made (jemalloc's mallctl): 40 rounds of 4
+  # threads over 32 arenas, 8 MiB each, grew it by 280 MiB (each arena kept its last
+  # thread's pages for the decay).
+  if [ "$backend" = jemalloc ]; then
+    out=$(run "$prog" arenas $MIB 40 64) || fail "threads on the program's arenas grew the process: $out"
+    echo "idle_return: ok: $out"
+  fi
   ;;
 quiet)
   run ALLOCSHIM_PURGE=$short "$prog" quiet $MIB || fail "an idle process kept waking up"
