@@ -106,8 +106,8 @@ static void purge_after_fork(void);
 /* jemalloc's option parser sets errno to 0 before each number it reads (and the shim's
  * defaults are numbers), inside the program's first allocation, whose errno must not
  * change: glibc's does not. _secure_getenv keeps the program's errno as jemalloc starts
- * reading options, and arena 0's creation, the next step of jemalloc's start that
- * reaches the shim, puts it back. */
+ * reading options, and arena 0's creation, which follows the options in jemalloc's
+ * start, puts it back. */
 static int conf_errno;
 static bool conf_errno_kept;
 static void conf_errno_restore(void) {
@@ -420,7 +420,7 @@ static void purge_after_fork(void) {
  * the program made itself (arenas.create) that its last thread left is purged as it
  * would be without that thread. The next thread is given an automatic arena, never that
  * one unless the program binds it again: short-lived threads each on an arena of its
- * own grew a process to 4.9 GiB where glibc took 31 MiB (found by an attacker review). */
+ * own grew a process to 5 GiB where glibc took 25 MiB (found by an attacker review). */
 static _Thread_local bool thread_ending __attribute__((tls_model("initial-exec")));
 void _tcache_cleanup(void *tsd) {
   thread_ending = true;
