@@ -298,69 +298,55 @@ static void *on_arena(void *arg) {
 /* The shim's malloc_trim, where the C library declares none (musl). */
 extern int malloc_trim(size_t pad) __attribute__((weak));
 
-/* The same rounds of 4 threads, each bound to one of 32 arenas the program made in
- * turn: jemalloc with its background thread on purged none at a thread's end, and each
- * kept its last thread's pages (32 x 8 MiB) until the decay. */
-static int arena_rounds(long rounds, long limit) {
-  pthread_t t[4];
-  if ((mallctl_of = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl")) == NULL) {
-    printf("arenas: no mallctl in this build\n");
-    return 77;
-  }
-  run_burst(false, t);
-  if (malloc_trim != NULL)
-    malloc_trim(0);
-  unsigned pool[32];
-  for (int i = 0; i < 32; i++) {
-    size_t len = sizeof pool[i];
-    if (mallctl_of("arenas.create", &pool[i], &len, NULL, 0) != 0)
-      return fprintf(stderr, "arenas: arenas.create failed\n"), 1;
-  }
-  long base = resident_mib(), peak = base, threads = thread_count();
-  for (long r = 0; r < rounds; r++) {
-    for (int i = 0; i < 4; i++)
-      if (pthread_create(&t[i], NULL, on_arena, (void *)(uintptr_t)pool[(r * 4 + i) % 32]) != 0)
-        return fprintf(stderr, "arenas: pthread_create failed\n"), 1;
-    for (int i = 0; i < 4; i++) {
-      void *failed;
-      pthread_join(t[i], &failed);
-      if (failed != NULL)
-        return fprintf(stderr, "arenas: %s\n", (char *)failed), 1;
-    }
-    long now = resident_mib();
-    peak = now > peak ? now : peak;
-  }
-  printf("arenas: %ld thread(s) after the burst, %ld MiB resident; %ld rounds: %ld MiB at most\n",
-         threads, base, rounds, peak);
-  return peak - base <= limit ? 0 : 1;
-}
-
-/* Short-lived threads once the heap has passed idle return's mark: the peak resident
- * memory over the rounds, above what the burst left. jemalloc 5.3 with its background
- * thread on reused none of an ended thread's pages once they had coalesced into a free
- * extent 64 times a slab's size, and grew by 250 MiB a second. */
-static int spawn_rounds(long rounds, long limit) {
+/* ROUNDS rounds of `width` (at most 10) short-lived threads, each running fn(arg(r, i)),
+ * once the heap has passed idle return's mark (the burst, then trimmed): the peak
+ * resident memory over the rounds must stay within limit MiB of what the burst left. */
+static int thread_rounds(const char *what, long rounds, long limit, int width, void *(*fn)(void *),
+                         void *(*arg)(long r, int i)) {
   pthread_t t[10];
   run_burst(false, t);
   if (malloc_trim != NULL)
     malloc_trim(0);
   long base = resident_mib(), peak = base, threads = thread_count();
   for (long r = 0; r < rounds; r++) {
-    for (int i = 0; i < 10; i++)
-      if (pthread_create(&t[i], NULL, spawned, (void *)(uintptr_t)(r * 10 + i + 1)) != 0)
-        return fprintf(stderr, "spawn: pthread_create failed\n"), 1;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < width; i++)
+      if (pthread_create(&t[i], NULL, fn, arg(r, i)) != 0)
+        return fprintf(stderr, "%s: pthread_create failed\n", what), 1;
+    for (int i = 0; i < width; i++) {
       void *failed;
       pthread_join(t[i], &failed);
       if (failed != NULL)
-        return fprintf(stderr, "spawn: %s\n", (char *)failed), 1;
+        return fprintf(stderr, "%s: %s\n", what, (char *)failed), 1;
     }
     long now = resident_mib();
     peak = now > peak ? now : peak;
   }
-  printf("spawn: %ld thread(s) after the burst, %ld MiB resident; %ld rounds: %ld MiB at most\n",
+  printf("%s: %ld thread(s) after the burst, %ld MiB resident; %ld rounds: %ld MiB at most\n", what,
          threads, base, rounds, peak);
   return peak - base <= limit ? 0 : 1;
+}
+
+/* Short-lived threads: jemalloc 5.3 with its background thread on reused none of an
+ * ended thread's pages once they had coalesced into a free extent 64 times a slab's
+ * size, and grew by 250 MiB a second. */
+static void *spawn_arg(long r, int i) { return (void *)(uintptr_t)(r * 10 + i + 1); }
+
+/* The same, 4 at a time, each bound to one of 32 arenas the program made, in turn:
+ * jemalloc with its background thread on purged none at a thread's end, and each kept
+ * its last thread's pages (32 x 8 MiB) until the decay. */
+static unsigned arena_pool[32];
+static void *arena_arg(long r, int i) { return (void *)(uintptr_t)arena_pool[(r * 4 + i) % 32]; }
+static int arena_rounds(long rounds, long limit) {
+  if ((mallctl_of = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl")) == NULL) {
+    printf("arenas: no mallctl in this build\n");
+    return 77;
+  }
+  for (int i = 0; i < 32; i++) {
+    size_t len = sizeof arena_pool[i];
+    if (mallctl_of("arenas.create", &arena_pool[i], &len, NULL, 0) != 0)
+      return fprintf(stderr, "arenas: arenas.create failed\n"), 1;
+  }
+  return thread_rounds("arenas", rounds, limit, 4, on_arena, arena_arg);
 }
 
 static int small(void) {
@@ -410,7 +396,8 @@ int main(int argc, char **argv) {
     return returned_within(atoi(argv[3]), atol(argv[4]), mode) ? 0 : 1;
   }
   if (strcmp(mode, "spawn") == 0)
-    return argc == 5 ? spawn_rounds(atol(argv[3]), atol(argv[4])) : 2;
+    return argc == 5 ? thread_rounds("spawn", atol(argv[3]), atol(argv[4]), 10, spawned, spawn_arg)
+                     : 2;
   if (strcmp(mode, "arenas") == 0)
     return argc == 5 ? arena_rounds(atol(argv[3]), atol(argv[4])) : 2;
   if (strcmp(mode, "quiet") == 0) {
