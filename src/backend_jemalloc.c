@@ -197,9 +197,7 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
   for (size_t i = 0; i < parts; i++)
     need += part[i].n + 1;
   if (need > size) {
-    int saved = errno; /* this runs inside the program's first allocation */
     char *mapped = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    errno = saved;
     if (mapped != MAP_FAILED)
       conf = mapped, size = need;
   }
@@ -232,16 +230,15 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
 char *_secure_getenv(const char *name) {
   if (strcmp(name, "MALLOC_CONF") != 0)
     return secure_getenv(name);
-  conf_errno = errno, conf_errno_kept = true; /* back in _pac_init */
+  /* This runs inside some caller's first allocation, whose errno must not change: it
+   * is put back on the way out (the link below is missing on most systems), and again
+   * once jemalloc has read the string (_pac_init). */
+  conf_errno = errno, conf_errno_kept = true;
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. This
-   * runs inside some caller's first allocation, whose errno must not change: on most
-   * systems the link does not exist. */
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. */
   char link[PATH_MAX + 1]; /* jemalloc reads up to PATH_MAX bytes of it, and so do we */
-  int saved = errno;
   ssize_t n = readlink("/etc/malloc.conf", link, PATH_MAX);
-  errno = saved;
   link[n > 0 ? n : 0] = '\0';
   /* The user's sources, and what jemalloc reads of each. jemalloc reads the link itself
    * too, before this string, and has warned about its rest already. */
@@ -323,7 +320,9 @@ char *_secure_getenv(const char *name) {
       conf_text(abort_at_rest ? "abort_conf:true" : ""),
       rest,
   };
-  return conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
+  char *joined = conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
+  errno = conf_errno;
+  return joined;
 }
 
 /* jemalloc's options are in place from its first allocation (above), and every arena's
