@@ -103,14 +103,16 @@ static void purge_after_fork(void);
  * process 30 KiB of statistics per arena.) */
 #define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
 
-/* jemalloc's option parser sets errno to 0 before each number it reads (and the shim's
- * defaults are numbers), inside the program's first allocation, whose errno must not
- * change: glibc's does not. _secure_getenv keeps the program's errno as jemalloc starts
- * reading options, and arena 0's creation, which follows the options in jemalloc's
- * start, puts it back. */
+/* jemalloc's start, inside the program's first allocation, changes errno: its option
+ * parser sets it to 0 before each number (and the shim's defaults are numbers),
+ * profiling's start leaves ERANGE (exp() underflows), and the CPU count ENOENT where
+ * /sys is missing. glibc's first allocation leaves errno alone. _secure_getenv keeps
+ * the program's errno as jemalloc starts reading options, and the last step of every
+ * start (malloc_tsd_boot1, after profiling's and the CPUs') puts it back. */
 static int conf_errno;
 static bool conf_errno_kept;
-static void conf_errno_restore(void) {
+void _malloc_tsd_boot1(void) {
+  je_malloc_tsd_boot1();
   if (conf_errno_kept) {
     conf_errno_kept = false;
     errno = conf_errno;
@@ -125,10 +127,8 @@ bool _pac_init(void *tsdn, void *pac, void *base, void *emap, void *edata_cache,
     oversize_threshold = PURGE_AT_ONCE;
   else if (opt >= ((size_t)16 << 10) && opt <= PTRDIFF_MAX) /* jemalloc's large classes */
     oversize_threshold = opt;
-  bool failed = je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
-                            dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
-  conf_errno_restore();
-  return failed;
+  return je_pac_init(tsdn, pac, base, emap, edata_cache, cur_time, oversize_threshold,
+                     dirty_decay_ms, muzzy_decay_ms, pac_stats, stats_mtx);
 }
 
 /* A program's own options, the way libjemalloc documents them: a global
@@ -232,7 +232,7 @@ char *_secure_getenv(const char *name) {
     return secure_getenv(name);
   /* This runs inside some caller's first allocation, whose errno must not change: it
    * is put back on the way out (the link below is missing on most systems), and again
-   * once jemalloc has read the string (_pac_init). */
+   * once jemalloc has started (_malloc_tsd_boot1). */
   conf_errno = errno, conf_errno_kept = true;
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
@@ -421,11 +421,11 @@ static void purge_after_fork(void) {
  * one unless the program binds it again: short-lived threads each on an arena of its
  * own grew a process to 5 GiB where glibc took 25 MiB (found by an attacker review). */
 static _Thread_local bool thread_ending __attribute__((tls_model("initial-exec")));
-void _tcache_cleanup(void *tsd) {
-  thread_ending = true;
-  je_tcache_cleanup(tsd);
-  thread_ending = false;
-}
+/* The arena of the last decay while the thread ends: jemalloc's last one there is the
+ * ending thread's own arena (tcache_destroy). The ones before it come from its cache's
+ * flush, for whatever arena each cached block came from, such as one the program uses
+ * only through MALLOCX_ARENA (no thread bound, yet in use): not this thread's to purge. */
+static _Thread_local void *ending_arena __attribute__((tls_model("initial-exec")));
 static bool arena_is_manual(const void *arena) {
   unsigned base = __atomic_load_n(&je_manual_arena_base, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < base && i < sizeof je_arenas.slot / sizeof *je_arenas.slot; i++)
@@ -433,13 +433,23 @@ static bool arena_is_manual(const void *arena) {
       return false;
   return true;
 }
+void _tcache_cleanup(void *tsd) {
+  thread_ending = true;
+  ending_arena = NULL;
+  je_tcache_cleanup(tsd);
+  thread_ending = false;
+  void *arena = ending_arena;
+  if (arena != NULL && atomic_load_explicit(&purge_state, memory_order_relaxed) == PURGE_STATE_ON &&
+      je_arena_nthreads_get(arena, false) == 0 && arena_is_manual(arena))
+    je_arena_decay(tsd, arena, false, true);
+}
 void _arena_decay(void *tsdn, void *arena, bool is_background_thread, bool all) {
-  int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
-  if (thread_ending && all && (state == PURGE_STATE_IDLE || state == PURGE_STATE_WANTED))
-    all = false;
-  else if (thread_ending && !all && state == PURGE_STATE_ON &&
-           je_arena_nthreads_get(arena, false) == 0 && arena_is_manual(arena))
-    all = true;
+  if (thread_ending) {
+    int state = atomic_load_explicit(&purge_state, memory_order_relaxed);
+    if (all && (state == PURGE_STATE_IDLE || state == PURGE_STATE_WANTED))
+      all = false;
+    ending_arena = arena;
+  }
   je_arena_decay(tsdn, arena, is_background_thread, all);
 }
 

@@ -384,6 +384,72 @@ static void test_thread_end_keeps_pages(void **state) {
     assert_true(kept >= 512 << 10);
 }
 
+/* A thread that fills its cache from the arena given without binding to it
+ * (MALLOCX_ARENA), frees it all and ends. How many blocks varies with the round: a
+ * new thread's decay ticker starts the same, and fires at the same point of the same
+ * work. */
+struct borrow {
+  unsigned arena;
+  int blocks;
+};
+static void *arena_borrower(void *arg) {
+  const struct borrow *b = arg;
+  static void *blocks[8192]; /* one borrower at a time */
+  for (int i = 0; i < b->blocks; i++)
+    if ((blocks[i] = _mallocx(8 + (size_t)(i % 40) * 48, MALLOCX_ARENA(b->arena))) == NULL)
+      return "mallocx failed";
+  for (int i = 0; i < b->blocks; i++)
+    free(blocks[i]);
+  return NULL;
+}
+
+/* Past idle return's mark the shim purges an arena the program made when the last
+ * thread bound to it ends (_tcache_cleanup). One that no thread is bound to, used
+ * through MALLOCX_ARENA, is not that: its pages stay when a thread that took blocks
+ * from it ends, as with jemalloc alone. The shim purged it whole whenever the ending
+ * thread's cache flush ticked its decay (attacker review; about half such ends). Run
+ * last: it takes the process past the mark, which starts jemalloc's background thread. */
+static void test_thread_end_spares_unbound_arena(void **state) {
+  (void)state;
+  void *big = be_malloc((size_t)100 << 20);
+  assert_non_null(big);
+  be_free(big);
+  for (int i = 0; i < 20000; i++) /* allocation events: the mark is crossed at one */
+    be_free(be_malloc(4096));
+  unsigned arena = 0;
+  size_t len = sizeof arena;
+  assert_int_equal(__real__mallctl("arenas.create", &arena, &len, NULL, 0), 0);
+  /* No decay there: jemalloc's background thread purges what an arena's decay allows
+   * whenever it wakes, and only the shim's purge of a whole arena is left to see. */
+  char name[64];
+  ssize_t never = -1;
+  snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", arena);
+  assert_int_equal(__real__mallctl(name, NULL, NULL, &never, sizeof never), 0);
+  /* Dirty pages in that arena: every other 64 KiB block freed, so none coalesce. */
+  enum { SPANS = 1024 };
+  static void *span[SPANS];
+  const int flags = MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+  for (int i = 0; i < SPANS; i++) {
+    assert_non_null(span[i] = _mallocx(64 << 10, flags));
+    memset(span[i], 1, 64 << 10);
+  }
+  for (int i = 0; i < SPANS; i += 2)
+    _dallocx(span[i], flags);
+  size_t before = arena_dirty_pages(arena);
+  assert_true(before * JE_PAGE >= (size_t)(SPANS / 2) << 16);
+  for (int round = 0; round < 16; round++) {
+    pthread_t t;
+    void *failed = NULL;
+    struct borrow b = {arena, 2000 + round * 397};
+    assert_int_equal(pthread_create(&t, NULL, arena_borrower, &b), 0);
+    assert_int_equal(pthread_join(t, &failed), 0);
+    assert_null(failed);
+    assert_true(arena_dirty_pages(arena) >= before / 2);
+  }
+  for (int i = 1; i < SPANS; i += 2)
+    _dallocx(span[i], flags);
+}
+
 /* What the threshold's second meaning does: in an arena a program chose (where jemalloc
  * sends big blocks too), a freed 40 MiB block stays for the decay to return, where
  * jemalloc 5.3 alone purges it at once; one of 300 MiB is still purged when freed. */
@@ -472,6 +538,7 @@ int main(void) {
       cmocka_unit_test_setup(test_oversize_purge, reset),
       cmocka_unit_test_setup(test_extended_api, reset),
       cmocka_unit_test_setup(test_owns, reset),
+      cmocka_unit_test_setup(test_thread_end_spares_unbound_arena, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
