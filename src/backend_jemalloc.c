@@ -172,6 +172,21 @@ static const char *conf_value(const char *conf, size_t n, const char *key, size_
     }
   return value;
 }
+/* abort_conf as jemalloc has it after the first n bytes of a string, from `value`
+ * before them: "true" and "false" set it, any other value is an error that leaves it. */
+static bool conf_abort(const char *conf, size_t n, bool value) {
+  static const char key[] = "abort_conf:";
+  for (size_t i = 0; i < n; i += strcspn(conf + i, ",") + 1)
+    if (strncmp(conf + i, key, sizeof key - 1) == 0 && i + sizeof key - 1 <= n) {
+      const char *v = conf + i + sizeof key - 1;
+      size_t len = strcspn(v, ",");
+      if (len == 4 && strncmp(v, "true", 4) == 0)
+        value = true;
+      else if (len == 5 && strncmp(v, "false", 5) == 0)
+        value = false;
+    }
+  return value;
+}
 static bool conf_names(const char *conf, size_t n, const char *key) {
   size_t len;
   return conf_value(conf, n, key, &len) != NULL;
@@ -218,8 +233,9 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
  * allocation, which can come before any constructor of ours. The build renames that
  * call to this function, so the shim's options are in place however early that is.
- * jemalloc lets later options win; this string comes last of its sources, so it
- * repeats the earlier ones in libjemalloc's order, the shim's defaults first:
+ * jemalloc lets later options win; this string comes after its other sources (but
+ * malloc_conf_2_conf_harder, the shim's too), so it repeats the earlier ones in
+ * libjemalloc's order, the shim's defaults first:
  * defaults, the program's malloc_conf, /etc/malloc.conf, ALLOCSHIM_ settings,
  * MALLOC_CONF, then checked mode's need. jemalloc stops reading a string at its first
  * malformed pair, which in one joined string would silently drop every later source
@@ -245,9 +261,14 @@ char *_secure_getenv(const char *name) {
   enum { PROGRAM, LINK, USER, SOURCES };
   const char *source[SOURCES] = {&malloc_conf ? malloc_conf : NULL, link, user};
   struct conf_part read[SOURCES] = {{0}}, rest = {0};
-  /* jemalloc aborts at the end of a source with an error while abort_conf is true: the
-   * value it has there, for the source of the rest, whose error now comes last. */
-  bool abort_conf = false, abort_at_rest = false;
+  /* jemalloc aborts at the end of a source if abort_conf is true there and some source
+   * so far had an error: joined, the sources would be judged only by abort_conf's last
+   * value. The last source that leaves it true (after which a later one says false)
+   * ends the string, and the others go to jemalloc's next source, malloc_conf_2_conf_
+   * harder: the check at the end of each gives libjemalloc's answer, for an error in
+   * any source is one at or before the last that leaves abort_conf true. */
+  bool abort_conf = false;
+  int last_true = -1, rest_of_source = SOURCES;
   /* What they name. The threshold is named rather than compared: a user's 32 MiB is a
    * choice, the shim's default is not (a value jemalloc refuses leaves 32 MiB, and is
    * taken as that choice). */
@@ -256,17 +277,13 @@ char *_secure_getenv(const char *name) {
     if (source[i] == NULL)
       continue;
     read[i] = (struct conf_part){.text = source[i], .n = conf_readable(source[i])};
-    size_t len = 0;
-    const char *value = conf_value(source[i], read[i].n, "abort_conf", &len);
-    if (value != NULL && len == 4 && strncmp(value, "true", 4) == 0)
-      abort_conf = true;
-    if (value != NULL && len == 5 && strncmp(value, "false", 5) == 0)
-      abort_conf = false;
+    if ((abort_conf = conf_abort(source[i], read[i].n, abort_conf)))
+      last_true = i;
     const char *rest_of = source[i] + read[i].n;
     if (i != LINK && rest.n == 0 && *rest_of != '\0') {
       /* glued: jemalloc then sees the rest as written */
       rest = (struct conf_part){.text = rest_of, .n = strlen(rest_of), .glued = read[i].n > 0};
-      abort_at_rest = abort_conf;
+      rest_of_source = i;
     }
     oversize_named |= conf_names(source[i], read[i].n, "oversize_threshold");
     background_named |= conf_names(source[i], read[i].n, "background_thread");
@@ -309,6 +326,9 @@ char *_secure_getenv(const char *name) {
   if (check_enabled())
     check = "tcache:false";
 #endif
+  /* The rest's error now comes last, where abort_conf has its last value: libjemalloc
+   * aborts for it if some source from the rest's own on leaves abort_conf true. */
+  bool abort_at_rest = rest.n > 0 && last_true >= rest_of_source;
   const struct conf_part part[] = {
       conf_text(ALLOCSHIM_JEMALLOC_DEFAULTS),
       read[PROGRAM],
@@ -320,7 +340,13 @@ char *_secure_getenv(const char *name) {
       conf_text(abort_at_rest ? "abort_conf:true" : ""),
       rest,
   };
-  char *joined = conf_join(conf, sizeof conf, part, sizeof part / sizeof *part);
+  /* Where each user source's part ends in part[], for the split. */
+  const size_t parts = sizeof part / sizeof *part, ends[SOURCES] = {2, 3, 6};
+  size_t split = last_true >= 0 && !abort_conf ? ends[last_true] : parts;
+  static char next[4096];
+  _malloc_conf_2_conf_harder =
+      split < parts ? conf_join(next, sizeof next, part + split, parts - split) : NULL;
+  char *joined = conf_join(conf, sizeof conf, part, split);
   errno = conf_errno;
   return joined;
 }

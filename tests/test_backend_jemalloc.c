@@ -237,8 +237,18 @@ static void assert_conf_tail(const char *head, const char *tail) {
   static char want[10000];
   snprintf(want, sizeof want, "%s%s%s", head, check_enabled() ? ",tcache:false" : "", tail);
   assert_string_equal(_secure_getenv("MALLOC_CONF"), want);
+  assert_null(_malloc_conf_2_conf_harder);
 }
 static void assert_conf(const char *head) { assert_conf_tail(head, ""); }
+/* The same, split in two of jemalloc's sources: the first up to where abort_conf is
+ * last true, the second (malloc_conf_2_conf_harder) from checked mode's word on. */
+static void assert_conf_split(const char *first, const char *second, const char *tail) {
+  static char want[10000];
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), first);
+  snprintf(want, sizeof want, "%s%s%s", second, check_enabled() ? ",tcache:false" : "", tail);
+  assert_non_null(_malloc_conf_2_conf_harder);
+  assert_string_equal(_malloc_conf_2_conf_harder, want);
+}
 
 static void test_conf(void **state) {
   (void)state;
@@ -271,15 +281,29 @@ static void test_conf(void **state) {
   assert_conf_tail(DEFAULTS, ",,narenas:2");
   setenv("MALLOC_CONF", "nar-enas:2,tcache:true", 1);
   assert_conf_tail(DEFAULTS, ",nar-enas:2,tcache:true");
-  /* jemalloc aborts at the end of a source with an error if abort_conf is true there:
-   * a program's malformed rest now comes after MALLOC_CONF, so the value it had at
-   * that point is said again just before it. */
+  /* jemalloc aborts at the end of a source if abort_conf is true there and a source so
+   * far had an error. A program's malformed rest now comes after MALLOC_CONF, so
+   * abort_conf:true is said again just before it; and where a later source turns
+   * abort_conf off, the string ends after the last source that leaves it on, so that
+   * jemalloc checks there too (an invalid value, not only a malformed pair). */
   malloc_conf = "abort_conf:true,bogus";
   setenv("MALLOC_CONF", "abort_conf:false", 1);
-  assert_conf_tail(DEFAULTS ",abort_conf:true,abort_conf:false", ",abort_conf:true,bogus");
+  assert_conf_split(DEFAULTS ",abort_conf:true", "abort_conf:false", ",abort_conf:true,bogus");
+  malloc_conf = "abort_conf:true,narenas:abc";
+  assert_conf_split(DEFAULTS ",abort_conf:true,narenas:abc", "abort_conf:false", "");
+  malloc_conf = "abort_conf:true,abort_conf:yes,junk!"; /* yes: an error, still true */
+  assert_conf_split(DEFAULTS ",abort_conf:true,abort_conf:yes", "abort_conf:false",
+                    ",abort_conf:true,junk!");
   malloc_conf = "abort_conf:false,abort_conf:yes,bogus";
   setenv("MALLOC_CONF", "abort_conf:true", 1);
-  assert_conf_tail(DEFAULTS ",abort_conf:false,abort_conf:yes,abort_conf:true", ",bogus");
+  assert_conf_tail(DEFAULTS ",abort_conf:false,abort_conf:yes,abort_conf:true",
+                   ",abort_conf:true,bogus");
+  malloc_conf = "abort_conf:true,bogus"; /* on to the end: one source, as before */
+  setenv("MALLOC_CONF", "narenas:2", 1);
+  assert_conf_tail(DEFAULTS ",abort_conf:true,narenas:2", ",abort_conf:true,bogus");
+  malloc_conf = "narenas:abc"; /* never on: no abort, no split */
+  setenv("MALLOC_CONF", "abort_conf:false,narenas:2,bogus", 1);
+  assert_conf_tail(DEFAULTS ",narenas:abc,abort_conf:false,narenas:2", ",bogus");
   malloc_conf = NULL;
   setenv("ALLOCSHIM_PROF", "1", 1);
   setenv("MALLOC_CONF", ":2,narenas:3,", 1);

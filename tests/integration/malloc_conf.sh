@@ -5,13 +5,14 @@
 # the shim's own 32 MiB (libjemalloc alone leaves arena 0 at 8 MiB).
 # A program's options that jemalloc stops reading early (a trailing comma) do not end
 # the user's after them.
-# A program's abort_conf:true before its malformed pair still aborts, whatever
-# MALLOC_CONF says after it, as libjemalloc alone does.
-# usage: malloc_conf.sh LIBRARY PROGRAM COMMA ABORT   (PROGRAM linked to libjemalloc,
-#        defining malloc_conf = "narenas:1,oversize_threshold:4194304"; COMMA the same
-#        with a comma at the end; ABORT "abort_conf:true,bogus", not linked to it)
+# A program's abort_conf:true before its malformed pair, or its invalid value, still
+# aborts, whatever MALLOC_CONF says after it, as libjemalloc alone does.
+# usage: malloc_conf.sh LIBRARY PROGRAM COMMA ABORT INVALID   (PROGRAM linked to
+#        libjemalloc, defining malloc_conf = "narenas:1,oversize_threshold:4194304";
+#        COMMA the same with a comma at the end; ABORT "abort_conf:true,bogus" and
+#        INVALID "abort_conf:true,narenas:abc", not linked to it)
 set -uo pipefail
-lib=$(readlink -f "$1") prog=$2 comma=$3 abort=$4
+lib=$(readlink -f "$1") prog=$2 comma=$3 abort=$4 invalid=$5
 fail=0
 expect() { # WANT DESCRIPTION [ENV=...]
   local want=$1 what=$2 out
@@ -44,12 +45,14 @@ else
   echo "malloc-conf: FAIL: jemalloc's warning about the comma: $alone without the shim, $shimmed with it"
   fail=1
 fi
-out=$(LD_PRELOAD="$lib" MALLOC_CONF=abort_conf:false "$abort" 2>&1)
-rc=$?
-if [ $rc -eq 134 ] && grep -q "Abort (abort_conf:true)" <<<"$out"; then
-  echo "malloc-conf: ok: abort_conf:true before a malformed pair aborts, as libjemalloc does"
-else
-  echo "malloc-conf: FAIL: abort_conf:true before a malformed pair: exit $rc: $out"
-  fail=1
-fi
+for bad in "$abort" "$invalid"; do
+  out=$(LD_PRELOAD="$lib" MALLOC_CONF=abort_conf:false "$bad" 2>&1)
+  rc=$?
+  if [ $rc -eq 134 ] && grep -q "Abort (abort_conf:true)" <<<"$out"; then
+    echo "malloc-conf: ok: $(basename "$bad"): abort_conf:true before the error aborts, as libjemalloc does"
+  else
+    echo "malloc-conf: FAIL: $(basename "$bad"): abort_conf:true before the error: exit $rc: $out"
+    fail=1
+  fi
+done
 exit $fail
