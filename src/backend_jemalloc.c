@@ -108,9 +108,18 @@ static void purge_after_fork(void);
  * profiling's start leaves ERANGE (exp() underflows), and the CPU count ENOENT where
  * /sys is missing. glibc's first allocation leaves errno alone. _secure_getenv keeps
  * the program's errno as jemalloc starts reading options, and the last step of every
- * start (malloc_tsd_boot1, after profiling's and the CPUs') puts it back. */
+ * start (malloc_tsd_boot1, after profiling's and the CPUs') puts it back. A start that
+ * fails after the options (no thread-specific key left, say) is tried again at the next
+ * allocation without reading them: malloc_tsd_boot0, first of what is tried again,
+ * keeps that allocation's errno instead, for none of the first try's to come back. */
 static int conf_errno;
-static bool conf_errno_kept;
+static bool conf_errno_kept, conf_errno_fresh;
+void *_malloc_tsd_boot0(void) {
+  if (!conf_errno_fresh)
+    conf_errno = errno, conf_errno_kept = true;
+  conf_errno_fresh = false;
+  return je_malloc_tsd_boot0();
+}
 void _malloc_tsd_boot1(void) {
   je_malloc_tsd_boot1();
   if (conf_errno_kept) {
@@ -230,6 +239,15 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
   return conf;
 }
 
+/* jemalloc reads /etc/malloc.conf's link itself, as a source of its own ahead of the
+ * shim's string, which repeats it after the program's options. Read twice, an invalid
+ * value in it was warned about twice, and its error came before the program's
+ * abort_conf:true was checked (an abort where libjemalloc has none: third review). So
+ * jemalloc finds the link empty, and the shim's string is where it is read. */
+ssize_t _readlink(const char *path, char *buf, size_t size) {
+  return strcmp(path, "/etc/malloc.conf") == 0 ? 0 : readlink(path, buf, size);
+}
+
 /* jemalloc reads its options with secure_getenv("MALLOC_CONF") during its first
  * allocation, which can come before any constructor of ours. The build renames that
  * call to this function, so the shim's options are in place however early that is.
@@ -249,15 +267,15 @@ char *_secure_getenv(const char *name) {
   /* This runs inside some caller's first allocation, whose errno must not change: it
    * is put back on the way out (the link below is missing on most systems), and again
    * once jemalloc has started (_malloc_tsd_boot1). */
-  conf_errno = errno, conf_errno_kept = true;
+  conf_errno = errno, conf_errno_kept = conf_errno_fresh = true;
   static char conf[4096];
   const char *user = secure_getenv("MALLOC_CONF");
-  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. */
+  /* jemalloc's third source: the name a symbolic link /etc/malloc.conf points to. The
+   * shim reads it here, in its place among the others (_readlink). */
   char link[PATH_MAX + 1]; /* jemalloc reads up to PATH_MAX bytes of it, and so do we */
   ssize_t n = readlink("/etc/malloc.conf", link, PATH_MAX);
   link[n > 0 ? n : 0] = '\0';
-  /* The user's sources, and what jemalloc reads of each. jemalloc reads the link itself
-   * too, before this string, and has warned about its rest already. */
+  /* The user's sources, and what jemalloc reads of each. */
   enum { PROGRAM, LINK, USER, SOURCES };
   const char *source[SOURCES] = {&malloc_conf ? malloc_conf : NULL, link, user};
   struct conf_part read[SOURCES] = {{0}}, rest = {0};
@@ -280,7 +298,7 @@ char *_secure_getenv(const char *name) {
     if ((abort_conf = conf_abort(source[i], read[i].n, abort_conf)))
       last_true = i;
     const char *rest_of = source[i] + read[i].n;
-    if (i != LINK && rest.n == 0 && *rest_of != '\0') {
+    if (rest.n == 0 && *rest_of != '\0') {
       /* glued: jemalloc then sees the rest as written */
       rest = (struct conf_part){.text = rest_of, .n = strlen(rest_of), .glued = read[i].n > 0};
       rest_of_source = i;

@@ -7,12 +7,16 @@
 # the user's after them.
 # A program's abort_conf:true before its malformed pair, or its invalid value, still
 # aborts, whatever MALLOC_CONF says after it, as libjemalloc alone does.
-# usage: malloc_conf.sh LIBRARY PROGRAM COMMA ABORT INVALID   (PROGRAM linked to
-#        libjemalloc, defining malloc_conf = "narenas:1,oversize_threshold:4194304";
-#        COMMA the same with a comma at the end; ABORT "abort_conf:true,bogus" and
-#        INVALID "abort_conf:true,narenas:abc", not linked to it)
+# As root, in a private mount namespace: /etc/malloc.conf comes after the program's
+# options and before MALLOC_CONF, and its error under its own abort_conf:false does not
+# abort a program whose options set abort_conf:true (libjemalloc checks those first).
+# usage: malloc_conf.sh LIBRARY PROGRAM COMMA ABORT INVALID STRICT   (PROGRAM linked
+#        to libjemalloc, defining malloc_conf = "narenas:1,oversize_threshold:4194304";
+#        COMMA the same with a comma at the end; ABORT "abort_conf:true,bogus", INVALID
+#        "abort_conf:true,narenas:abc" and STRICT "abort_conf:true,narenas:2", not
+#        linked to it)
 set -uo pipefail
-lib=$(readlink -f "$1") prog=$2 comma=$3 abort=$4 invalid=$5
+lib=$(readlink -f "$1") prog=$2 comma=$3 abort=$4 invalid=$5 strict=$6
 fail=0
 expect() { # WANT DESCRIPTION [ENV=...]
   local want=$1 what=$2 out
@@ -25,6 +29,28 @@ expect() { # WANT DESCRIPTION [ENV=...]
     fail=1
   fi
 }
+# The link's cases, in a mount namespace of our own where /etc is a copy with it added.
+link_cases() {
+  etc=$(mktemp -d)
+  trap 'rm -rf "$etc"' EXIT
+  mount --make-rprivate / && cp -a /etc/. "$etc"/ && mount --bind "$etc" /etc || exit 1
+  ln -sfn "narenas:3" /etc/malloc.conf
+  expect "narenas 3 oversize_threshold 4194304 arena0 4194304" "/etc/malloc.conf over the program's" LD_PRELOAD="$lib"
+  expect "narenas 4 oversize_threshold 4194304 arena0 4194304" "MALLOC_CONF over /etc/malloc.conf" LD_PRELOAD="$lib" MALLOC_CONF=narenas:4
+  ln -sfn "narenas:bad,abort_conf:false" /etc/malloc.conf
+  out=$(LD_PRELOAD="$lib" "$strict" 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ] && [ "$(grep -c "Invalid conf value: narenas:bad" <<<"$out")" -eq 1 ]; then
+    echo "malloc-conf: ok: an error in /etc/malloc.conf, which says abort_conf:false, after the program's abort_conf:true: warned once, no abort"
+  else
+    echo "malloc-conf: FAIL: an error in /etc/malloc.conf after the program's abort_conf:true: exit $rc: $out"
+    fail=1
+  fi
+}
+if [ "${MALLOC_CONF_IN_NS:-}" = 1 ]; then
+  link_cases
+  exit $fail
+fi
 raw=$("$prog")
 echo "malloc-conf: libjemalloc alone: $raw"
 expect "narenas 1 oversize_threshold 4194304 arena0 4194304" "the program's malloc_conf" LD_PRELOAD="$lib"
@@ -55,4 +81,9 @@ for bad in "$abort" "$invalid"; do
     fail=1
   fi
 done
+if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
+  MALLOC_CONF_IN_NS=1 unshare -m bash "$0" "$@" || fail=1
+else
+  echo "malloc-conf: /etc/malloc.conf cases skipped: they need root and a mount namespace"
+fi
 exit $fail
