@@ -242,7 +242,7 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
 /* jemalloc reads /etc/malloc.conf's link itself, as a source of its own ahead of the
  * shim's string, which repeats it after the program's options. Read twice, an invalid
  * value in it was warned about twice, and its error came before the program's
- * abort_conf:true was checked (an abort where libjemalloc has none: third review). So
+ * abort_conf:true was checked (an abort where libjemalloc has none: fourth review). So
  * jemalloc finds the link empty, and the shim's string is where it is read. */
 ssize_t _readlink(const char *path, char *buf, size_t size) {
   return strcmp(path, "/etc/malloc.conf") == 0 ? 0 : readlink(path, buf, size);
