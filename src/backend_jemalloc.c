@@ -169,36 +169,35 @@ static size_t conf_readable(const char *conf) {
   }
 }
 
-/* The last value the first n bytes of an options string give `key` (as a key, not
- * inside some other option's value), and its length; NULL when they give none. */
-static const char *conf_value(const char *conf, size_t n, const char *key, size_t *len) {
+/* The next value the first n bytes of an options string give `key` (as a key, not
+ * inside some other option's value), from byte *at on, and its length; *at moves past
+ * it. NULL when they give no more. */
+static const char *conf_next_value(const char *conf, size_t n, const char *key, size_t *at,
+                                   size_t *len) {
   size_t k = strlen(key);
-  const char *value = NULL;
-  for (size_t i = 0; i < n; i += strcspn(conf + i, ",") + 1)
+  for (size_t i = *at; i < n; i += strcspn(conf + i, ",") + 1)
     if (k < n - i && strncmp(conf + i, key, k) == 0 && conf[i + k] == ':') {
-      value = conf + i + k + 1;
+      const char *value = conf + i + k + 1;
       *len = strcspn(value, ",");
+      *at = i + k + 1 + *len + 1;
+      return value;
     }
-  return value;
+  return NULL;
+}
+static bool conf_names(const char *conf, size_t n, const char *key) {
+  size_t at = 0, len;
+  return conf_next_value(conf, n, key, &at, &len) != NULL;
 }
 /* abort_conf as jemalloc has it after the first n bytes of a string, from `value`
  * before them: "true" and "false" set it, any other value is an error that leaves it. */
 static bool conf_abort(const char *conf, size_t n, bool value) {
-  static const char key[] = "abort_conf:";
-  for (size_t i = 0; i < n; i += strcspn(conf + i, ",") + 1)
-    if (strncmp(conf + i, key, sizeof key - 1) == 0 && i + sizeof key - 1 <= n) {
-      const char *v = conf + i + sizeof key - 1;
-      size_t len = strcspn(v, ",");
-      if (len == 4 && strncmp(v, "true", 4) == 0)
-        value = true;
-      else if (len == 5 && strncmp(v, "false", 5) == 0)
-        value = false;
-    }
+  size_t at = 0, len;
+  for (const char *v; (v = conf_next_value(conf, n, "abort_conf", &at, &len)) != NULL;)
+    if (len == 4 && strncmp(v, "true", 4) == 0)
+      value = true;
+    else if (len == 5 && strncmp(v, "false", 5) == 0)
+      value = false;
   return value;
-}
-static bool conf_names(const char *conf, size_t n, const char *key) {
-  size_t len;
-  return conf_value(conf, n, key, &len) != NULL;
 }
 
 /* One piece of the assembled options: n bytes of text, after a comma unless glued (a

@@ -233,21 +233,22 @@ static void test_creat_only_new_files(void **state) {
 #define DEFAULTS "oversize_threshold:33554432,lg_extent_max_active_fit:10"
 /* What _secure_getenv gives jemalloc: head, checked mode's own word, then tail (a
  * malformed rest, where jemalloc stops reading). */
-static void assert_conf_tail(const char *head, const char *tail) {
+static const char *with_check(const char *head, const char *tail) {
   static char want[10000];
   snprintf(want, sizeof want, "%s%s%s", head, check_enabled() ? ",tcache:false" : "", tail);
-  assert_string_equal(_secure_getenv("MALLOC_CONF"), want);
+  return want;
+}
+static void assert_conf_tail(const char *head, const char *tail) {
+  assert_string_equal(_secure_getenv("MALLOC_CONF"), with_check(head, tail));
   assert_null(_malloc_conf_2_conf_harder);
 }
 static void assert_conf(const char *head) { assert_conf_tail(head, ""); }
 /* The same, split in two of jemalloc's sources: the first up to where abort_conf is
  * last true, the second (malloc_conf_2_conf_harder) from checked mode's word on. */
 static void assert_conf_split(const char *first, const char *second, const char *tail) {
-  static char want[10000];
   assert_string_equal(_secure_getenv("MALLOC_CONF"), first);
-  snprintf(want, sizeof want, "%s%s%s", second, check_enabled() ? ",tcache:false" : "", tail);
   assert_non_null(_malloc_conf_2_conf_harder);
-  assert_string_equal(_malloc_conf_2_conf_harder, want);
+  assert_string_equal(_malloc_conf_2_conf_harder, with_check(second, tail));
 }
 
 static void test_conf(void **state) {
