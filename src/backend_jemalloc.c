@@ -201,11 +201,12 @@ static bool conf_abort(const char *conf, size_t n, bool value) {
 }
 
 /* One piece of the assembled options: n bytes of text, after a comma unless glued (a
- * malformed rest that begins with the comma its source had). */
+ * malformed rest that begins with the comma its source had); user: from a user's
+ * source, not the shim's own. */
 struct conf_part {
   const char *text;
   size_t n;
-  bool glued;
+  bool glued, user;
 };
 
 static struct conf_part conf_text(const char *text) {
@@ -214,11 +215,15 @@ static struct conf_part conf_text(const char *text) {
 
 /* Joins the pieces, into conf[size] when they fit, else into a mapping of their own
  * (never unmapped: jemalloc asks once). Where no memory can be mapped, the pieces that
- * fit, in order: a user's long source is left out rather than the shim's own needs. */
+ * fit, in order, a user's only where it leaves room for all of the shim's own after it:
+ * a user's long source is left out rather than the shim's needs (checked mode's
+ * tcache:false last of all). */
 static char *conf_join(char *conf, size_t size, const struct conf_part *part, size_t parts) {
-  size_t need = 1;
-  for (size_t i = 0; i < parts; i++)
-    need += part[i].n + 1;
+  size_t need = 1, own = 0;
+  for (size_t i = 0; i < parts; i++) {
+    need += part[i].n > 0 ? part[i].n + 1 : 0;
+    own += part[i].n > 0 && !part[i].user ? part[i].n + 1 : 0;
+  }
   if (need > size) {
     char *mapped = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mapped != MAP_FAILED)
@@ -227,7 +232,8 @@ static char *conf_join(char *conf, size_t size, const struct conf_part *part, si
   size_t len = 0;
   for (size_t i = 0; i < parts; i++) {
     bool comma = len > 0 && !part[i].glued;
-    if (part[i].n == 0 || len + comma + part[i].n >= size)
+    own -= part[i].n > 0 && !part[i].user ? part[i].n + 1 : 0;
+    if (part[i].n == 0 || len + comma + part[i].n + (part[i].user ? own : 0) >= size)
       continue;
     if (comma)
       conf[len++] = ',';
@@ -293,13 +299,14 @@ char *_secure_getenv(const char *name) {
   for (int i = 0; i < SOURCES; i++) {
     if (source[i] == NULL)
       continue;
-    read[i] = (struct conf_part){.text = source[i], .n = conf_readable(source[i])};
+    read[i] = (struct conf_part){.text = source[i], .n = conf_readable(source[i]), .user = true};
     if ((abort_conf = conf_abort(source[i], read[i].n, abort_conf)))
       last_true = i;
     const char *rest_of = source[i] + read[i].n;
     if (rest.n == 0 && *rest_of != '\0') {
       /* glued: jemalloc then sees the rest as written */
-      rest = (struct conf_part){.text = rest_of, .n = strlen(rest_of), .glued = read[i].n > 0};
+      rest = (struct conf_part){
+          .text = rest_of, .n = strlen(rest_of), .glued = read[i].n > 0, .user = true};
       rest_of_source = i;
     }
     oversize_named |= conf_names(source[i], read[i].n, "oversize_threshold");

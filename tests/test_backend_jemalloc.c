@@ -331,6 +331,16 @@ static void test_conf(void **state) {
   assert_conf(DEFAULTS);
   assert_int_equal(errno, EDOM);
   assert_int_equal(fail_mmap, 0);
+  /* A source that fits the buffer only without checked mode's tcache:false gives way to
+   * it (before, the word was the one left out, and checked mode had a thread cache). */
+  size_t fits = 4090 - sizeof DEFAULTS; /* joined with it: 4090 bytes of 4095 */
+  memset(longer + 8, '1', fits - 8);
+  longer[fits] = '\0';
+  setenv("MALLOC_CONF", longer, 1);
+  fail_mmap = 4096;
+  snprintf(want, sizeof want, DEFAULTS ",%s", longer);
+  assert_conf(check_enabled() ? DEFAULTS : want);
+  fail_mmap = 0; /* without checked mode it fits, and nothing is mapped */
   unsetenv("MALLOC_CONF");
   /* Other variables pass straight through. */
   setenv("ALLOCSHIM_TEST_OTHER", "value", 1);
