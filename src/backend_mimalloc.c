@@ -52,10 +52,10 @@ static void errno_from_mimalloc(int err, void *arg) {
  * mimalloc 2.0.9 gives freed memory back on two clocks, both read only when some thread
  * next calls into it, so a program that goes quiet keeps its peak for good:
  *  - a segment left wholly free, or by a thread that ended, waits segment_decommit_delay
- *    ms (500) in a cache, or on the abandoned list, where any thread may purge it. The
- *    shim's purging thread does (mi_collect on its own heap), PURGE_PERIOD_DEFAULT s (or
- *    ALLOCSHIM_PURGE s) after something was freed, and sleeps for good once two passes
- *    found nothing new.
+ *    ms (500; the shim's default is MIMALLOC_SEGMENT_DELAY_MS) in a cache, or on the
+ *    abandoned list, where any thread may purge it. The shim's purging thread does
+ *    (mi_collect on its own heap), PURGE_PERIOD_DEFAULT s (or ALLOCSHIM_PURGE s) after
+ *    something was freed, and sleeps for good once two passes found nothing new.
  *  - a free page inside a segment is decommitted decommit_delay ms after it became free
  *    (25, pushed back 1 ms by each later free), and only by the thread owning the
  *    segment, which changes those records without locks: no other thread may do it, so
@@ -824,8 +824,7 @@ static void purge_start(void) {
     purge_option(mi_option_decommit_delay, purge == 0 ? 0 : 1, delay);
     purge_option(mi_option_decommit_extend_delay, 0, extend);
   }
-  if (purge == 0)
-    purge_option(mi_option_segment_decommit_delay, 0, cache);
+  purge_option(mi_option_segment_decommit_delay, purge == 0 ? 0 : MIMALLOC_SEGMENT_DELAY_MS, cache);
   /* Memory is held back under the default setting only (retain_allowed), and not where
    * mimalloc's period for wholly free segments, which the purger waits out, would
    * stretch how long it is held, nor with huge OS pages, cut only at their own
