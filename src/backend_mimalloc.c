@@ -245,15 +245,16 @@ static size_t mapped_bytes(void) {
   return mapped > 0 ? (size_t)mapped : 0;
 }
 
-/* What may be held back: half of what mimalloc has committed (committed_bytes: at most
- * what it has mapped), and at least what glibc's heap keeps free at its top at most
+/* What may be held back: two thirds of what mimalloc has committed (committed_bytes: at
+ * most what it has mapped), and at least what glibc's heap keeps free at its top at most
  * (its trim threshold rises to 64 MiB). It was an eighth of mimalloc's own committed
- * count, which drifts up, and so let the share grow unseen. Measured on hugecalloc and
- * hugefill (docs/PERFORMANCE.md): half is the least share at glibc's time; a quarter
- * takes 1.5-1.7x, an eighth 2-2.5x, for 3-14% less peak RSS. */
+ * count, which drifts up, and so let the share grow unseen. Measured on hugecalloc,
+ * hugefill and frag (docs/PERFORMANCE.md): half kept glibc's time on one machine and
+ * took 1.20-1.37x on one whose page faults cost more, where two thirds takes 0.91-0.97x
+ * (frag 0.26x) for 2-4% more peak RSS; a quarter or an eighth take 1.5-2.5x. */
 static size_t retain_budget(void) {
-  size_t half = committed_bytes() / 2;
-  return half > RETAIN_MIN ? half : RETAIN_MIN;
+  size_t share = committed_bytes() / 3 * 2;
+  return share > RETAIN_MIN ? share : RETAIN_MIN;
 }
 
 static bool retaining(void) {
