@@ -250,7 +250,7 @@ static size_t mapped_bytes(void) {
  * (its trim threshold rises to 64 MiB). It was an eighth of mimalloc's own committed
  * count, which drifts up, and so let the share grow unseen. Measured on hugecalloc,
  * hugefill and frag (docs/PERFORMANCE.md): half kept glibc's time on one machine and
- * took 1.20-1.37x on one whose page faults cost more, where two thirds takes 0.91-0.97x
+ * took 1.20-1.37x on one whose page faults cost more, where two thirds takes 0.91-1.00x
  * (frag 0.26x) for 2-4% more peak RSS; a quarter or an eighth take 1.5-2.5x. */
 static size_t retain_budget(void) {
   size_t share = committed_bytes() / 3 * 2;

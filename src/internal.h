@@ -30,8 +30,8 @@ int allocshim_purge_setting(void);
  * MiB for python3 -c pass (its first segment whole). Past 64 MiB, idle memory is worth
  * a thread. */
 #define PURGE_THRESHOLD ((size_t)64 << 20)
-/* mimalloc: how long a wholly free segment, or one a thread left at its end, waits in
- * mimalloc's cache before it is decommitted (mimalloc's own default: 500 ms). Measured
+/* mimalloc: how long a wholly free segment waits in mimalloc's cache before it is
+ * decommitted (mimalloc's own default: 500 ms). Measured
  * (docs/PERFORMANCE.md, "mimalloc's segment delay"): 20 ms takes churn's peak from 15.0
  * to 11.7 MiB and spawn's from 7.5 to 6.1 within 3% of their time; 5 ms saves more and
  * costs 12-15%. */
