@@ -31,10 +31,9 @@ int allocshim_purge_setting(void);
  * a thread. */
 #define PURGE_THRESHOLD ((size_t)64 << 20)
 /* mimalloc: how long a wholly free segment waits in mimalloc's cache before it is
- * decommitted (mimalloc's own default: 500 ms). Measured
- * (docs/PERFORMANCE.md, "mimalloc's segment delay"): 20 ms takes churn's peak from 15.0
- * to 11.7 MiB and spawn's from 7.5 to 6.1 within 3% of their time; 5 ms saves more and
- * costs 12-15%. */
+ * decommitted (mimalloc's own default: 500 ms). Measured (docs/PERFORMANCE.md,
+ * "mimalloc's segment delay"): 20 ms takes churn's peak from 15.0 to 11.7 MiB and
+ * spawn's from 7.5 to 6.1 within 3% of their time; 5 ms saves more and costs 12-15%. */
 #define MIMALLOC_SEGMENT_DELAY_MS 20
 /* Whether a seccomp filter is on for the calling thread, which a new thread inherits:
  * one may kill the process on the clone() a thread needs, so idle return starts none.
