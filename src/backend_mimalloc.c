@@ -195,12 +195,13 @@ static void decommit_soon(bool on) {
  * afresh, each zeroed by the kernel (bench/ hugecalloc: 7.9x glibc, whose heap keeps
  * blocks up to 32 MiB and memsets them for calloc). While idle return's thread runs,
  * under the default setting, the shim holds some of that back instead (retain_budget):
- *  - a huge block's mapping, up to RETAIN_MIN, becomes the next mapping mimalloc asks
- *    for over that size: moved to a new address, cut or grown, and with its segment
- *    headers zeroed, as mimalloc takes a new mapping's to be (blocks it zeroes itself
- *    for calloc). A longer mapping is unmapped at once: alone, it could take all of
- *    the budget. Not made PROT_NONE meanwhile: on this VM each page touched after
- *    the two mprotect calls cost as much as a fault, and a 20 MiB block took 19x longer;
+ *  - a huge block's mapping, up to RETAIN_MIN, becomes part or all of the next mapping
+ *    mimalloc asks for over that size (retained_mapping): moved to a new address, with
+ *    its segment headers zeroed, as mimalloc takes a new mapping's to be (blocks it
+ *    zeroes itself for calloc). A longer mapping is unmapped at once: alone, it could
+ *    take all of the budget. Not made PROT_NONE meanwhile: on this VM each page touched
+ *    after the two mprotect calls cost as much as a fault, and a 20 MiB block took 19x
+ *    longer;
  *  - pages mimalloc decommits stay, and are dropped only if mimalloc does not commit
  *    them again first (mimalloc never takes recommitted memory to be zero, and never
  *    touches decommitted memory: its debug builds decommit with PROT_NONE). They are
@@ -216,10 +217,17 @@ static void decommit_soon(bool on) {
  * another mapping and then dropped. Dropping happens under retain_lock, as forgetting
  * does: a drop done after the lock is let go could zero pages mimalloc has just
  * committed again and written. */
-#define RETAIN_SLOTS  32
+/* A slot for each held piece of a mapping and each window with pages held: at 32,
+ * hugefill dropped 0.4 GiB only to make room, and faulted it in again. */
+#define RETAIN_SLOTS  64
 #define RETAIN_MIN    ((size_t)64 << 20)
 #define HUGE_MIN      MI_LARGE_OBJ_SIZE_MAX
-#define RETAIN_UNIT   MI_COMMIT_SIZE /* mimalloc's decommits are whole ones */
+#define PIECES_MAX    4                 /* held mappings one new mapping is made of */
+#define PIECE_ALIGN   ((size_t)2 << 20) /* the span of one page-table page (x86_64) */
+#define PIECE_MIN     PIECE_ALIGN       /* a held mapping's tail shorter goes at once */
+#define SEAMS_MAX     (PIECES_MAX + 1)  /* its pieces, and fresh pages after them */
+#define ASSEMBLED_MAX 32                /* live mappings made of pieces, seams known */
+#define RETAIN_UNIT   MI_COMMIT_SIZE    /* mimalloc's decommits are whole ones */
 #define RETAIN_WINDOW MI_SEGMENT_SIZE
 #define RETAIN_UNITS  (RETAIN_WINDOW / RETAIN_UNIT)
 static const bool retain_possible = true;
@@ -237,6 +245,18 @@ static struct retained {
 static atomic_size_t retained_bytes; /* read without the lock to skip it when 0 */
 static unsigned retain_passes;
 static unsigned long long retain_seq;
+
+/* A mapping handed to mimalloc made of pieces moved from several held mappings is
+ * several kernel mappings, and before Linux 6.17 mremap moves only within one (and
+ * resizes only within one on any): its seams are kept until mimalloc unmaps it, so
+ * that each piece is held back as its own. No mapping is made of pieces while the
+ * table is full. */
+static struct assembled {
+  uint8_t *addr; /* NULL: a free record */
+  int pieces;
+  size_t len[SEAMS_MAX];
+} assembled[ASSEMBLED_MAX];
+static atomic_int assembled_count; /* read without the lock to skip it when 0 */
 
 /* What mimalloc has mapped: counted exactly, unlike what it has committed
  * (committed_bytes). What the shim holds is not in it. */
@@ -345,11 +365,66 @@ static struct retained *retain_slot(uint8_t *addr, int kind) {
   return free_slot;
 }
 
+/* The lengths of record a's pieces within [lo, hi), in out; how many. */
+static int pieces_within(const struct assembled *a, const uint8_t *lo, const uint8_t *hi,
+                         size_t out[SEAMS_MAX]) {
+  int n = 0;
+  const uint8_t *at = a->addr;
+  for (int k = 0; k < a->pieces; at += a->len[k++]) {
+    const uint8_t *from = at > lo ? at : lo, *to = at + a->len[k] < hi ? at + a->len[k] : hi;
+    if (from < to)
+      out[n++] = (size_t)(to - from);
+  }
+  return n;
+}
+
+/* Records a mapping of more than one piece, if there is room. Under retain_lock. */
+static void assembled_put(uint8_t *addr, const size_t lens[SEAMS_MAX], int pieces) {
+  for (int i = 0; pieces > 1 && i < ASSEMBLED_MAX; i++)
+    if (assembled[i].addr == NULL) {
+      assembled[i] = (struct assembled){.addr = addr, .pieces = pieces};
+      memcpy(assembled[i].len, lens, sizeof assembled[i].len);
+      atomic_fetch_add(&assembled_count, 1);
+      return;
+    }
+}
+
+/* mimalloc unmaps [addr, addr+len): the lengths of its pieces in seams, if a record
+ * holds all of it (else seams is left as it was); a record it cuts keeps the pieces
+ * left on either side, as mimalloc trims a mapping it got unaligned. Under
+ * retain_lock. */
+static void assembled_take(uint8_t *addr, size_t len, size_t seams[SEAMS_MAX]) {
+  if (atomic_load_explicit(&assembled_count, memory_order_relaxed) == 0)
+    return;
+  for (int i = 0; i < ASSEMBLED_MAX; i++) {
+    struct assembled a = assembled[i];
+    const uint8_t *end = a.addr;
+    for (int k = 0; a.addr != NULL && k < a.pieces; k++)
+      end += a.len[k];
+    if (a.addr == NULL || a.addr >= addr + len || end <= addr)
+      continue;
+    if (addr >= a.addr && addr + len <= end) {
+      memset(seams, 0, SEAMS_MAX * sizeof *seams);
+      pieces_within(&a, addr, addr + len, seams);
+    }
+    assembled[i].addr = NULL;
+    atomic_fetch_sub(&assembled_count, 1);
+    size_t side[SEAMS_MAX] = {0};
+    assembled_put(a.addr, side, pieces_within(&a, a.addr, addr, side));
+    memset(side, 0, sizeof side);
+    assembled_put(addr + len, side, pieces_within(&a, addr + len, end, side));
+  }
+}
+
 /* Holds [addr, addr+len) back (whole units, for pages), then drops the oldest until
  * what is held fits the budget. */
 static void retain(uint8_t *addr, size_t len, int kind, size_t budget) {
   int saved = errno; /* as for every call here: this runs inside malloc and free */
   pthread_mutex_lock(&retain_lock);
+  size_t seams[SEAMS_MAX] = {len};
+  int piece = 0;
+  if (kind == RETAINED_MAPPING)
+    assembled_take(addr, len, seams);
   if (!retaining()) { /* the purger ended since the hook looked: it gives back no more */
     if (kind == RETAINED_MAPPING)
       munmap(addr, len);
@@ -360,9 +435,14 @@ static void retain(uint8_t *addr, size_t len, int kind, size_t budget) {
   for (uint8_t *p = addr, *end = addr + len; p < end;) {
     uint8_t *base =
         kind == RETAINED_MAPPING ? p : (uint8_t *)((uintptr_t)p & ~(uintptr_t)(RETAIN_WINDOW - 1));
-    uint8_t *stop = kind == RETAINED_MAPPING || end - base < (ptrdiff_t)RETAIN_WINDOW
-                        ? end
-                        : base + RETAIN_WINDOW;
+    uint8_t *stop = kind == RETAINED_MAPPING                ? p + seams[piece++]
+                    : end - base < (ptrdiff_t)RETAIN_WINDOW ? end
+                                                            : base + RETAIN_WINDOW;
+    if (kind == RETAINED_MAPPING && stop - p < (ptrdiff_t)PIECE_MIN) {
+      munmap(p, (size_t)(stop - p)); /* a piece too short to be worth a slot */
+      p = stop;
+      continue;
+    }
     struct retained *r = retain_slot(base, kind);
     size_t added = (size_t)(stop - p);
     if (kind == RETAINED_PAGES) {
@@ -456,40 +536,126 @@ static void zero_segment_headers(uint8_t *p, size_t len, size_t written) {
 #endif
 }
 
+/* The held mapping to take want bytes from, none of those taken: the closest one at
+ * least that long, else the longest. Under retain_lock. */
+static struct retained *piece_for(size_t want, struct retained *const *taken, int n) {
+  struct retained *best = NULL;
+  for (int i = 0; i < RETAIN_SLOTS; i++) {
+    struct retained *r = &retained[i];
+    bool free_to_take = r->addr != NULL && r->kind == RETAINED_MAPPING;
+    for (int k = 0; k < n; k++)
+      free_to_take &= taken[k] != r;
+    if (free_to_take && (best == NULL || (best->len < want ? r->len > best->len
+                                                           : r->len >= want && r->len < best->len)))
+      best = r;
+  }
+  return best;
+}
+
+/* The first `took` bytes of a held mapping have moved away: its tail stays held, where
+ * it is and as old as it was, unless too short to be worth a piece. */
+static void piece_taken(struct retained *r, size_t took) {
+  size_t tail = (took + PIECE_ALIGN - 1) & ~(PIECE_ALIGN - 1);
+  if (tail >= r->len || r->len - tail < PIECE_MIN) {
+    if (r->len > took)
+      munmap(r->addr + took, r->len - took);
+    retain_free_slot(r);
+    return;
+  }
+  if (tail > took)
+    munmap(r->addr + took, tail - took);
+  r->addr += tail;
+  r->len -= tail;
+  atomic_fetch_sub(&retained_bytes, tail);
+}
+
+/* After a failed mremap to [d, d+len): whether that range is still the shim's. Linux
+ * before 6.16 or so unmaps the destination before it checks the source, and another
+ * thread may map something there at once: the range is taken back only if it is free
+ * (MAP_FIXED_NOREPLACE). Else it is left alone, the shim's or not: at worst address
+ * space, reserved with no memory, on a path mremap's checks keep to errors the shim
+ * does not make (a range across a seam not known, a kernel out of memory). */
+static bool reclaimed(uint8_t *d, size_t len) {
+  void *r = mmap(d, len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (r != MAP_FAILED && r != d)
+    munmap(r, len); /* a kernel that took the address as a hint only */
+  return r == d;
+}
+
 /* A held-back mapping as a new one of len bytes, read-write and zero where mimalloc
- * needs it to be (zero_segment_headers); MAP_FAILED if none. The closest one at least
- * as long, else the longest shorter one, moves to a fresh segment-aligned address, cut
- * or grown to len (mremap moves the pages, which stay resident): the block freed there
- * stays unmapped, so a late read of it or a second free of it faults as it did before,
- * rather than reaching the new block. */
+ * needs it to be (zero_segment_headers); MAP_FAILED if none. It is made of up to
+ * PIECES_MAX held mappings (piece_for), each moved by mremap, as long as it is, to its
+ * place in a fresh segment-aligned range, pages resident; one longer than what is still
+ * wanted gives its head and keeps its tail held, and if the pieces fall short the rest
+ * of the range is opened, the kernel's zero pages. Before, one mapping was cut or
+ * grown: in hugefill, 0.6 GiB of cut tails were unmapped and as much faulted in to grow
+ * others. The freed block's start stays unmapped, so a late free of it faults as it
+ * did before, rather than reaching the new block. */
 static void *retained_mapping(size_t len) {
   if (len <= HUGE_MIN || atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return MAP_FAILED;
   int saved = errno; /* a refused mmap, mprotect or mremap is no failure of the caller's */
   pthread_mutex_lock(&retain_lock);
-  struct retained *best = NULL;
-  for (int i = 0; i < RETAIN_SLOTS; i++) {
-    struct retained *r = &retained[i];
-    if (r->addr != NULL && r->kind == RETAINED_MAPPING &&
-        (best == NULL ||
-         (best->len < len ? r->len > best->len : r->len >= len && r->len < best->len)))
-      best = r;
+  bool can_record = false; /* else only one piece, and one long enough: no seam at all */
+  for (int i = 0; i < ASSEMBLED_MAX; i++)
+    can_record |= assembled[i].addr == NULL;
+  struct retained *plan[PIECES_MAX];
+  size_t take[PIECES_MAX], want = len, lens[SEAMS_MAX] = {0};
+  int n = 0;
+  /* Pieces are moved in whole page-table pages where they can be: on this VM a block
+   * moved page by page took 1.5x the time to write (hugefill 8.3-8.8 s against 5.4). */
+  for (int most = can_record ? PIECES_MAX : 1; want > 0 && n < most; n++) {
+    if ((plan[n] = piece_for(want, plan, n)) == NULL || (!can_record && plan[n]->len < want)) {
+      if (n > 0 && take[n - 1] < plan[n - 1]->len) { /* no more: the last one goes whole */
+        want -= plan[n - 1]->len - take[n - 1];
+        take[n - 1] = plan[n - 1]->len;
+      }
+      break;
+    }
+    size_t whole = plan[n]->len, aligned = whole & ~(PIECE_ALIGN - 1);
+    /* The last piece: it has enough, or the rest is short enough to be opened fresh. */
+    bool last = whole >= want || n == most - 1 || want - whole < PIECE_MIN || aligned == 0;
+    take[n] = whole >= want ? want : last ? whole : aligned;
+    want -= take[n];
+    if (last) {
+      n++;
+      break;
+    }
   }
-  uint8_t *p = MAP_FAILED, *to = best != NULL ? segment_reserve(len) : NULL;
-  size_t old = 0;
+  uint8_t *to = n > 0 ? segment_reserve(len) : NULL, *p = MAP_FAILED;
+  size_t at = 0, lost = 0; /* lost: a destination the kernel may have given away */
+  int moved = 0;
   /* Read-write all through first, one mapping for mremap to move: mimalloc maps a segment
-   * it commits lazily PROT_NONE and opens it piecewise. A mapping the kernel will not move
-   * (a huge-page one) stays held, and goes at its time. */
-  if (to != NULL && mprotect(best->addr, best->len, PROT_READ | PROT_WRITE) == 0 &&
-      (p = mremap(best->addr, best->len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to)) != MAP_FAILED) {
-    old = best->len;
-    retain_free_slot(best);
+   * it commits lazily PROT_NONE and opens it piecewise. A piece the kernel will not move
+   * (a huge-page one) is dropped, not tried again. */
+  for (; to != NULL && moved < n; moved++) {
+    struct retained *r = plan[moved];
+    bool opened = mprotect(r->addr, take[moved], PROT_READ | PROT_WRITE) == 0;
+    if (!opened || mremap(r->addr, take[moved], take[moved], MREMAP_MAYMOVE | MREMAP_FIXED,
+                          to + at) == MAP_FAILED) {
+      lost = !opened || reclaimed(to + at, take[moved]) ? 0 : take[moved];
+      retain_drop(r);
+      break;
+    }
+    piece_taken(r, take[moved]);
+    lens[moved] = take[moved];
+    at += take[moved];
+  }
+  if (to != NULL && moved == n &&
+      (at == len || mprotect(to + at, len - at, PROT_READ | PROT_WRITE) == 0)) {
+    p = to;
+    if (at < len)
+      lens[moved++] = len - at;
+    assembled_put(p, lens, moved);
   }
   pthread_mutex_unlock(&retain_lock);
-  if (p != MAP_FAILED)
-    zero_segment_headers(p, len, old < len ? old : len); /* a grown tail is the kernel's */
-  else if (to != NULL)
-    munmap(to, len);
+  if (p != MAP_FAILED) {
+    zero_segment_headers(p, len, at); /* past what pieces held: the kernel's zeros */
+  } else if (to != NULL) {            /* a kernel's error: what was moved goes too */
+    munmap(to, at);
+    munmap(to + at + lost, len - at - lost);
+  }
   errno = saved;
   return p;
 }
@@ -572,6 +738,12 @@ int allocshim_mi_munmap(void *addr, size_t len) {
       retaining()) {
     retain(addr, len, RETAINED_MAPPING, retain_budget());
     return 0;
+  }
+  if (atomic_load_explicit(&assembled_count, memory_order_relaxed) != 0) {
+    size_t seams[SEAMS_MAX];
+    pthread_mutex_lock(&retain_lock);
+    assembled_take(addr, len, seams);
+    pthread_mutex_unlock(&retain_lock);
   }
   return munmap(addr, len);
 }
