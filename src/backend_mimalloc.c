@@ -553,9 +553,12 @@ static struct retained *piece_for(size_t want, struct retained *const *taken, in
 }
 
 /* The first `took` bytes of a held mapping have moved away: its tail stays held, where
- * it is and as old as it was, unless too short to be worth a piece. */
+ * it is and as old as it was, from the next PIECE_ALIGN boundary on (what is before it
+ * is unmapped), unless too short to be worth a piece. */
 static void piece_taken(struct retained *r, size_t took) {
-  size_t tail = (took + PIECE_ALIGN - 1) & ~(PIECE_ALIGN - 1);
+  uintptr_t from = (uintptr_t)r->addr + took;
+  size_t tail =
+      (size_t)(((from + PIECE_ALIGN - 1) & ~(uintptr_t)(PIECE_ALIGN - 1)) - (uintptr_t)r->addr);
   if (tail >= r->len || r->len - tail < PIECE_MIN) {
     if (r->len > took)
       munmap(r->addr + took, r->len - took);
@@ -572,9 +575,11 @@ static void piece_taken(struct retained *r, size_t took) {
 /* After a failed mremap to [d, d+len): whether that range is still the shim's. Linux
  * before 6.16 or so unmaps the destination before it checks the source, and another
  * thread may map something there at once: the range is taken back only if it is free
- * (MAP_FIXED_NOREPLACE). Else it is left alone, the shim's or not: at worst address
- * space, reserved with no memory, on a path mremap's checks keep to errors the shim
- * does not make (a range across a seam not known, a kernel out of memory). */
+ * (MAP_FIXED_NOREPLACE). Else it is left alone, the shim's or not: where the kernel
+ * checked first, that much address space stays reserved, with no memory behind it.
+ * Only a kernel's own error (no memory, too many mappings) or a seam not known (a
+ * record lost for room when mimalloc cut a mapping in the middle, which 2.0.9 never
+ * does) leads here. */
 static bool reclaimed(uint8_t *d, size_t len) {
   void *r = mmap(d, len, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
@@ -585,10 +590,10 @@ static bool reclaimed(uint8_t *d, size_t len) {
 
 /* A held-back mapping as a new one of len bytes, read-write and zero where mimalloc
  * needs it to be (zero_segment_headers); MAP_FAILED if none. It is made of up to
- * PIECES_MAX held mappings (piece_for), each moved by mremap, as long as it is, to its
- * place in a fresh segment-aligned range, pages resident; one longer than what is still
- * wanted gives its head and keeps its tail held, and if the pieces fall short the rest
- * of the range is opened, the kernel's zero pages. Before, one mapping was cut or
+ * PIECES_MAX held mappings (piece_for), each moved by mremap without resizing to its
+ * place in a fresh segment-aligned range, pages resident; one longer than what is
+ * still wanted gives its head and keeps its tail held, and if the pieces fall short
+ * the rest of the range is opened, the kernel's zero pages. Before, one mapping was cut or
  * grown: in hugefill, 0.6 GiB of cut tails were unmapped and as much faulted in to grow
  * others. The freed block's start stays unmapped, so a late free of it faults as it
  * did before, rather than reaching the new block. */
@@ -628,7 +633,7 @@ static void *retained_mapping(size_t len) {
   int moved = 0;
   /* Read-write all through first, one mapping for mremap to move: mimalloc maps a segment
    * it commits lazily PROT_NONE and opens it piecewise. A piece the kernel will not move
-   * (a huge-page one) is dropped, not tried again. */
+   * is dropped, not tried again. */
   for (; to != NULL && moved < n; moved++) {
     struct retained *r = plan[moved];
     bool opened = mprotect(r->addr, take[moved], PROT_READ | PROT_WRITE) == 0;
@@ -653,7 +658,8 @@ static void *retained_mapping(size_t len) {
   if (p != MAP_FAILED) {
     zero_segment_headers(p, len, at); /* past what pieces held: the kernel's zeros */
   } else if (to != NULL) {            /* a kernel's error: what was moved goes too */
-    munmap(to, at);
+    if (at > 0)
+      munmap(to, at);
     munmap(to + at + lost, len - at - lost);
   }
   errno = saved;
