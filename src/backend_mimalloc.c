@@ -593,18 +593,17 @@ static bool reclaimed(uint8_t *d, size_t len) {
  * PIECES_MAX held mappings (piece_for), each moved by mremap without resizing to its
  * place in a fresh segment-aligned range, pages resident; one longer than what is
  * still wanted gives its head and keeps its tail held, and if the pieces fall short
- * the rest of the range is opened, the kernel's zero pages. Before, one mapping was cut or
- * grown: in hugefill, 0.6 GiB of cut tails were unmapped and as much faulted in to grow
- * others. The freed block's start stays unmapped, so a late free of it faults as it
- * did before, rather than reaching the new block. */
+ * the rest of the range is opened, the kernel's zero pages. Before, one mapping was
+ * cut or grown: in hugefill, 0.6 GiB of cut tails were unmapped and as much faulted in
+ * to grow others. The freed block's start stays unmapped, so a late free of it faults
+ * as it did before, rather than reaching the new block. */
 static void *retained_mapping(size_t len) {
   if (len <= HUGE_MIN || atomic_load_explicit(&retained_bytes, memory_order_relaxed) == 0)
     return MAP_FAILED;
   int saved = errno; /* a refused mmap, mprotect or mremap is no failure of the caller's */
   pthread_mutex_lock(&retain_lock);
-  bool can_record = false; /* else only one piece, and one long enough: no seam at all */
-  for (int i = 0; i < ASSEMBLED_MAX; i++)
-    can_record |= assembled[i].addr == NULL;
+  /* Else only one piece, and one long enough: no seam at all. */
+  bool can_record = atomic_load_explicit(&assembled_count, memory_order_relaxed) < ASSEMBLED_MAX;
   struct retained *plan[PIECES_MAX];
   size_t take[PIECES_MAX], want = len, lens[SEAMS_MAX] = {0};
   int n = 0;

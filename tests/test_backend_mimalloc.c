@@ -244,6 +244,20 @@ static long faults(void) {
   return ru.ru_minflt;
 }
 
+/* Natively, fewer than `limit` page faults taken since `before`; under an emulator,
+ * whose faults are its own, nothing is checked. */
+static void faults_below(long before, long limit) {
+#if !defined(ALLOCSHIM_TEST_EMULATED)
+  assert_true(faults() - before < limit);
+#else
+  (void)before;
+  (void)limit;
+#endif
+}
+
+/* The pages of the system's size in len bytes. */
+static long pages(size_t len) { return (long)(len / (size_t)sysconf(_SC_PAGESIZE)); }
+
 /* After test_deferred_free_kept (idle return running), and from nothing held back: a
  * huge block's mapping (over 16 MiB, each mapped alone) is held back when the block is
  * freed, called freed by checked mode, and becomes the next huge block's, its pages
@@ -288,11 +302,7 @@ static void test_retained_mapping(void **state) {
   uint8_t *q = calloc(1, big);
   assert_non_null(q);
   assert_true(all_zero(q, big));
-#if !defined(ALLOCSHIM_TEST_EMULATED)
-  assert_true(faults() - before < (long)(big / (size_t)sysconf(_SC_PAGESIZE)) / 4);
-#else
-  (void)before; /* an emulator's faults are its own */
-#endif
+  faults_below(before, pages(big) / 4);
   assert_true((uintptr_t)q != at);
   assert_string_equal(perms_at((void *)at), ""); /* moved away: a late free faults */
   memset(q, 0x5a, big);
@@ -320,13 +330,7 @@ static void test_retained_mapping(void **state) {
     zero_pages += q[i] == 0;
   }
   assert_int_equal(seen, 3);
-#if !defined(ALLOCSHIM_TEST_EMULATED)
-  assert_true(faults() - held_faults <
-              zero_pages + (long)(grown / (size_t)sysconf(_SC_PAGESIZE)) / 8);
-#else
-  (void)held_faults;
-  (void)zero_pages;
-#endif
+  faults_below(held_faults, zero_pages + pages(grown) / 8);
   /* calloc on both paths: zero all through, whatever the held mapping kept. */
   memset(q, 0x77, grown);
   uintptr_t freed = (uintptr_t)q;
@@ -460,11 +464,7 @@ static void test_retained_assembled(void **state) {
   assert_string_equal(perms_at(b + 12 * mib), "");
   for (size_t i = 0; i < q_len; i += 4096)
     q[i] = 1;
-#if !defined(ALLOCSHIM_TEST_EMULATED)
-  assert_true(faults() - before < (long)(q_len / (size_t)sysconf(_SC_PAGESIZE)) / 4);
-#else
-  (void)before;
-#endif
+  faults_below(before, pages(q_len) / 4);
   assert_int_equal(allocshim_mi_munmap(q, q_len), 0);
 
   /* 40 MiB: every piece held (20, then 10 of p's 10.06, then 6), and 4 MiB fresh. */
