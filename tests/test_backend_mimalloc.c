@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <allocshim.h>
 #include <dirent.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -229,11 +230,30 @@ static uint8_t *aligned_map(size_t len, int prot) {
   return at;
 }
 
+/* Whether holes and PROT_NONE mappings behave as on Linux: not for a 32-bit guest of
+ * qemu-user, which keeps the guest's whole address space reserved in the host
+ * (reserved_va). Its mprotect takes a hole as mapped, MAP_FIXED_NOREPLACE takes its
+ * address as a hint only, and its /proc/self/maps shows no PROT_NONE mapping. */
+static bool holes_as_linux(void) {
+#if defined(ALLOCSHIM_TEST_EMULATED)
+  return sizeof(void *) == 8;
+#else
+  return true;
+#endif
+}
+
 /* Skips the test where nothing is held back; else starts it with nothing held. */
 static void from_nothing_held(void) {
   if (holding_off())
     skip();
   be_purge();
+}
+
+/* Nothing maps [at, at+len), but where [but, but+but_len) does, checked each MiB. */
+static void unmapped_but_for(const uint8_t *at, size_t len, const uint8_t *but, size_t but_len) {
+  for (const uint8_t *q = at; q < at + len; q += 1 << 20)
+    if (q < but || q >= but + but_len)
+      assert_string_equal(perms_at(q), "");
 }
 #endif
 
@@ -493,12 +513,8 @@ static void test_retained_move_refused(void **state) {
 #if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
   skip();
 #else
-#if defined(ALLOCSHIM_TEST_EMULATED)
-  /* qemu-user keeps a 32-bit guest's unmapped pages reserved in the host (reserved_va):
-   * its mprotect and mremap take a hole there as mapped, where Linux refuses it. */
-  if (sizeof(void *) == 4)
+  if (!holes_as_linux())
     skip();
-#endif
   from_nothing_held();
   const size_t mib = 1 << 20, len = 20 * mib, want = 18 * mib;
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -517,6 +533,93 @@ static void test_retained_move_refused(void **state) {
       assert_string_equal(perms_at(at), "");
   assert_int_equal(allocshim_mi_munmap(p, want), 0);
   be_purge();
+#endif
+}
+
+/* mremap as the kernel does it, but for the call numbered mremap_fail_at (from 1; 0:
+ * none), which fails as a kernel's move may: with the destination left alone (a kernel
+ * that checks first), unmapped (Linux before about 6.16 unmaps it before it checks the
+ * source), or unmapped and at once mapped by another thread (here the mock itself). It
+ * aborts rather than fail through cmocka, which would leave the shim's lock held. */
+enum move_failure { DEST_LEFT, DEST_UNMAPPED, DEST_TAKEN };
+static int mremap_calls, mremap_fail_at;
+static enum move_failure mremap_failure;
+static uint8_t *mremap_dest;
+void *__real_mremap(void *old, size_t old_len, size_t new_len, int flags, ...);
+void *__wrap_mremap(void *old, size_t old_len, size_t new_len, int flags, ...) {
+  va_list ap;
+  va_start(ap, flags);
+  uint8_t *to = flags & MREMAP_FIXED ? va_arg(ap, uint8_t *) : NULL;
+  va_end(ap);
+  if (++mremap_calls != mremap_fail_at)
+    return __real_mremap(old, old_len, new_len, flags, to);
+  mremap_dest = to;
+  if (mremap_failure != DEST_LEFT && munmap(to, new_len) != 0)
+    abort();
+  if (mremap_failure == DEST_TAKEN) {
+    if (mmap(to, new_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+        to)
+      abort();
+    to[0] = to[new_len - 1] = 0x99;
+  }
+  errno = ENOMEM;
+  return MAP_FAILED;
+}
+
+/* A held piece the kernel fails to move, after another piece moved: the request gets a
+ * fresh mapping, the piece is dropped, what moved is unmapped, and the destination only
+ * where it is still the shim's. One the kernel left alone, MAP_FIXED_NOREPLACE cannot
+ * tell from another thread's and stays reserved; one another thread mapped after the
+ * kernel unmapped it keeps that thread's mapping and data. mremap is mocked for the
+ * failures. */
+static void test_retained_move_failed(void **state) {
+  (void)state;
+#if !defined(ALLOCSHIM_MIMALLOC_INSIDE)
+  skip();
+#else
+  from_nothing_held();
+  const size_t mib = 1 << 20, a_len = 20 * mib, b_len = 18 * mib, len = 30 * mib;
+  const size_t dest_len = len - a_len; /* b's head, after all of a */
+  const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  for (int how = DEST_LEFT; how <= DEST_TAKEN; how++) {
+    uint8_t *a = aligned_map(a_len, PROT_READ | PROT_WRITE);
+    uint8_t *b = aligned_map(b_len, PROT_READ | PROT_WRITE);
+    memset(a, 0x11, a_len);
+    memset(b, 0x22, b_len);
+    assert_int_equal(allocshim_mi_munmap(a, a_len), 0);
+    assert_int_equal(allocshim_mi_munmap(b, b_len), 0);
+    mremap_calls = 0;
+    mremap_fail_at = 2;
+    mremap_failure = (enum move_failure)how;
+    mremap_dest = NULL;
+    errno = 0;
+    uint8_t *p = allocshim_mi_mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
+    mremap_fail_at = 0;
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(errno, 0);
+    assert_int_equal(mremap_calls, 2);
+    assert_true(all_zero(p, len)); /* fresh, not the piece that moved */
+    uint8_t *dest = mremap_dest, *to = dest - a_len;
+    unmapped_but_for(a, a_len, p, len);
+    unmapped_but_for(b, b_len, p, len); /* dropped, not held for the next request */
+    unmapped_but_for(to, a_len, p, len);
+    if (how == DEST_UNMAPPED) {
+      unmapped_but_for(dest, dest_len, p, len);
+    } else if (how == DEST_LEFT) {
+      if (holes_as_linux()) {
+        assert_string_equal(perms_at(dest), "---p");
+        assert_string_equal(perms_at(dest + dest_len - 1), "---p");
+      }
+      assert_int_equal(munmap(dest, dest_len), 0);
+    } else {
+      assert_string_equal(perms_at(dest), "rw-p");
+      assert_int_equal(dest[0], 0x99);
+      assert_int_equal(dest[dest_len - 1], 0x99);
+      assert_int_equal(munmap(dest, dest_len), 0);
+    }
+    assert_int_equal(allocshim_mi_munmap(p, len), 0);
+    be_purge();
+  }
 #endif
 }
 
@@ -787,6 +890,7 @@ int main(void) {
       cmocka_unit_test(test_retained_mapping_opened),
       cmocka_unit_test(test_retained_assembled),
       cmocka_unit_test(test_retained_move_refused),
+      cmocka_unit_test(test_retained_move_failed),
       cmocka_unit_test(test_retained_pages),
       cmocka_unit_test(test_retained_pieces),
       cmocka_unit_test(test_retain_budget),
