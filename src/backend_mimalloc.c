@@ -48,6 +48,38 @@ static void errno_from_mimalloc(int err, void *arg) {
     errno = ENOMEM;
 }
 
+/* ---- The shim's mimalloc defaults ------------------------------------------------------
+ * The memory policy the shim sets for mimalloc, each value chosen from measurements in
+ * docs/PERFORMANCE.md ("The defaults, and the measurements behind them"); the sections
+ * below say how each works.
+ * MIMALLOC_DECOMMIT_DELAY, _DECOMMIT_EXTEND_DELAY and _SEGMENT_DECOMMIT_DELAY win over
+ * the delays (purge_option), and setting one of the first and last, or
+ * MIMALLOC_LARGE_OS_PAGES, or ALLOCSHIM_PURGE, turns holding back off;
+ * ALLOCSHIM_PURGE=off turns all of it off. PURGE_THRESHOLD (the mark below which no
+ * thread starts) and MIMALLOC_SEGMENT_DELAY_MS are in src/internal.h, for their tests. */
+/* s between the purging thread's passes: jemalloc's dirty decay, for the same promise
+ * (memory back within about twice that). ALLOCSHIM_PURGE=<seconds> sets it. */
+#define PURGE_PERIOD_DEFAULT 10
+/* ms mimalloc's owners wait before decommitting freed pages once the purging thread runs
+ * (decommit_soon) or under ALLOCSHIM_PURGE=<seconds>, against mimalloc's 25. At 0,
+ * "large" ran 6x slower. */
+#define DECOMMIT_DELAY_MS 1
+/* decommit_extend_delay at the same time: pending decommits due by the owner's third
+ * free in a segment, not pushed back by each free (decommit_soon says why). */
+#if MI_MALLOC_VERSION == 209
+#define DECOMMIT_DUE_NOW (-1L)
+#else
+#define DECOMMIT_DUE_NOW 0L /* another version may read a negative move otherwise */
+#endif
+/* What may be held back: a share of what mimalloc has committed, at least RETAIN_MIN
+ * (retain_budget says what each share cost); no held mapping longer than RETAIN_MIN;
+ * RETAIN_SLOTS pieces and windows at most (at 32, hugefill dropped 0.4 GiB only to make
+ * room, and faulted it in again). */
+#define RETAIN_SHARE_NUM 2
+#define RETAIN_SHARE_DEN 3
+#define RETAIN_MIN       ((size_t)64 << 20)
+#define RETAIN_SLOTS     64
+
 /* ---- Idle return ----------------------------------------------------------------------
  * mimalloc 2.0.9 gives freed memory back on two clocks, both read only when some thread
  * next calls into it, so a program that goes quiet keeps its peak for good:
@@ -90,8 +122,6 @@ static void errno_from_mimalloc(int err, void *arg) {
 /* The kernel's futex operations, private to the process (musl ships no linux/futex.h). */
 #define PURGE_FUTEX_WAIT 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */
 #define PURGE_FUTEX_WAKE 129 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
-
-#define PURGE_PERIOD_DEFAULT 10 /* s: jemalloc's dirty decay, for the same promise */
 
 enum { PURGE_STATE_IDLE, PURGE_STATE_WANTED, PURGE_STATE_ON, PURGE_STATE_OFF };
 static atomic_int purge_state;
@@ -159,13 +189,7 @@ static bool decommit_extend_mine;
  * "main"); with no delay at all mimalloc decommits each span as it frees it, whole,
  * never-committed neighbours included, which filled the budget of what is held back
  * (bench/ "large" 6x slower). Only for decommits held back: made for real, they cost
- * "spawn" 5x (ALLOCSHIM_PURGE, below). Another version may read a negative move
- * otherwise. */
-#if MI_MALLOC_VERSION == 209
-#define DECOMMIT_DUE_NOW (-1L)
-#else
-#define DECOMMIT_DUE_NOW 0L
-#endif
+ * "spawn" 5x (ALLOCSHIM_PURGE, below). */
 
 /* While freed memory is held back (below), mimalloc's owners decommit within three
  * frees of a segment, 1 ms at most: the decommit costs no fault then, and a live thread
@@ -181,7 +205,7 @@ static void decommit_soon(bool on) {
     delay = mi_option_get(mi_option_decommit_delay);
     extend = mi_option_get(mi_option_decommit_extend_delay);
   }
-  mi_option_set(mi_option_decommit_delay, on ? 1 : delay);
+  mi_option_set(mi_option_decommit_delay, on ? DECOMMIT_DELAY_MS : delay);
   if (decommit_extend_mine)
     mi_option_set(mi_option_decommit_extend_delay, on ? DECOMMIT_DUE_NOW : extend);
 }
@@ -217,10 +241,6 @@ static void decommit_soon(bool on) {
  * another mapping and then dropped. Dropping happens under retain_lock, as forgetting
  * does: a drop done after the lock is let go could zero pages mimalloc has just
  * committed again and written. */
-/* A slot for each held piece of a mapping and each window with pages held: at 32,
- * hugefill dropped 0.4 GiB only to make room, and faulted it in again. */
-#define RETAIN_SLOTS  64
-#define RETAIN_MIN    ((size_t)64 << 20)
 #define HUGE_MIN      MI_LARGE_OBJ_SIZE_MAX
 #define PIECES_MAX    4                 /* held mappings one new mapping is made of */
 #define PIECE_ALIGN   ((size_t)2 << 20) /* the span of one page-table page (x86_64) */
@@ -273,7 +293,7 @@ static size_t mapped_bytes(void) {
  * took 1.20-1.37x on one whose page faults cost more, where two thirds takes 0.91-1.00x
  * (frag 0.26x) for 2-4% more peak RSS; a quarter or an eighth take 1.5-2.5x. */
 static size_t retain_budget(void) {
-  size_t share = committed_bytes() / 3 * 2;
+  size_t share = committed_bytes() / RETAIN_SHARE_DEN * RETAIN_SHARE_NUM;
   return share > RETAIN_MIN ? share : RETAIN_MIN;
 }
 
@@ -999,7 +1019,7 @@ static void purge_start(void) {
   /* Asked for: the owners decommit as they free, at a measured cost, in 1 ms batches:
    * made for real, decommits due by the third free cost spawn 5x and prodcons 5x more. */
   if (purge >= 0) {
-    purge_option(mi_option_decommit_delay, purge == 0 ? 0 : 1, delay);
+    purge_option(mi_option_decommit_delay, purge == 0 ? 0 : DECOMMIT_DELAY_MS, delay);
     purge_option(mi_option_decommit_extend_delay, 0, extend);
   }
   purge_option(mi_option_segment_decommit_delay, purge == 0 ? 0 : MIMALLOC_SEGMENT_DELAY_MS, cache);
