@@ -61,8 +61,8 @@ static void errno_from_mimalloc(int err, void *arg) {
  * (memory back within about twice that). ALLOCSHIM_PURGE=<seconds> sets it. */
 #define PURGE_PERIOD_DEFAULT 10
 /* ms mimalloc's owners wait before decommitting freed pages once the purging thread runs
- * (decommit_soon) or under ALLOCSHIM_PURGE=<seconds>, against mimalloc's 25. At 0,
- * "large" ran 6x slower. */
+ * (decommit_soon: compiled in, under the default setting) and under
+ * ALLOCSHIM_PURGE=<seconds> but 0, against mimalloc's 25. At 0, "large" ran 6x slower. */
 #define DECOMMIT_DELAY_MS 1
 /* decommit_extend_delay at the same time: pending decommits due by the owner's third
  * free in a segment, not pushed back by each free (decommit_soon says why). */
@@ -178,7 +178,14 @@ static void purge_deferred(bool force, unsigned long long heartbeat, void *arg);
 /* Whether the user left mimalloc's decommit_extend_delay to the shim (purge_start). */
 static bool decommit_extend_mine;
 
-/* mimalloc 2.0.9 looks at a segment's pending decommits when its owner next frees a
+/* While freed memory is held back (below), mimalloc's owners decommit within three
+ * frees of a segment, 1 ms at most (DECOMMIT_DELAY_MS, DECOMMIT_DUE_NOW): the decommit
+ * costs no fault then, and a live thread that goes idle keeps little (and the pages
+ * mimalloc still counts as in use). Before the purging thread runs, and in a forked
+ * child until its own does, mimalloc's own delays stand (on: false), for there a
+ * decommit is made at once (docs/PERFORMANCE.md: "large" 500x slower).
+ *
+ * mimalloc 2.0.9 looks at a segment's pending decommits when its owner next frees a
  * span there: due, they are made; not yet due, their time moves by
  * decommit_extend_delay. Moved back by 1 ms, they are due by the owner's third free in
  * the segment, which makes what the first two freed: a thread that frees and goes idle
@@ -190,13 +197,6 @@ static bool decommit_extend_mine;
  * never-committed neighbours included, which filled the budget of what is held back
  * (bench/ "large" 6x slower). Only for decommits held back: made for real, they cost
  * "spawn" 5x (ALLOCSHIM_PURGE, below). */
-
-/* While freed memory is held back (below), mimalloc's owners decommit within three
- * frees of a segment, 1 ms at most: the decommit costs no fault then, and a live thread
- * that goes idle keeps little (and the pages mimalloc still counts as in use). Before
- * the purging thread runs, and in a forked child until its own does, mimalloc's own
- * delays stand (on: false), for there a decommit is made at once (docs/PERFORMANCE.md:
- * "large" 500x slower). */
 static void decommit_soon(bool on) {
   static long delay = -1, extend; /* as they were before the first change */
   if (!atomic_load(&retain_allowed))

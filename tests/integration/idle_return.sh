@@ -30,7 +30,7 @@ threads)
   # Prebuilt programs, counted as each exits, after all they allocated; dash leaves with
   # _exit, past the counting library's destructor, so sh counts itself.
   [ -f "$probe" ] || fail "no thread-counting library given"
-  counted=$(mktemp)
+  counted=$(mktemp) || fail "mktemp failed"
   trap 'rm -f "$counted"' EXIT
   for cmd in "python3 -c pass" "ls /" "echo hello" "true"; do # env runs echo's program
     : >"$counted"
@@ -145,5 +145,5 @@ off)
   grep -q 'ALLOCSHIM_PURGE=soon refused' <<<"$out" || fail "a bad ALLOCSHIM_PURGE was not refused: $out"
   echo "idle_return: ok: ALLOCSHIM_PURGE=off keeps the memory; a bad value is refused"
   ;;
-*) echo "usage: idle_return.sh threads|unshare|return|quiet|fork|spawn|off BACKEND LIBRARY PROGRAM" >&2; exit 2 ;;
+*) echo "usage: idle_return.sh threads|unshare|return|quiet|fork|spawn|off KIND LIBRARY IDLE_CHECK [THREADS_AT_EXIT]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,8 @@
 
 static int report_fd = -1;
 
-/* Opened before main: a program may close stderr on its way out (coreutils does). */
+/* Opened before main, when the environment is surely the one the program was given,
+ * and not stderr, which a program may close on its way out (coreutils does). */
 __attribute__((constructor)) static void open_report(void) {
   const char *path = getenv("THREADS_AT_EXIT");
   if (path != NULL)
