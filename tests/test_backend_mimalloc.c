@@ -208,14 +208,6 @@ static const char *perms_at(const void *p) {
   return perms;
 }
 
-/* The runs with ALLOCSHIM_PURGE, or a MIMALLOC_ option saying when memory goes back or
- * how it is mapped, set: under each nothing is held back. */
-static bool holding_off(void) {
-  return getenv("ALLOCSHIM_PURGE") != NULL || getenv("MIMALLOC_DECOMMIT_DELAY") != NULL ||
-         getenv("MIMALLOC_SEGMENT_DECOMMIT_DELAY") != NULL ||
-         getenv("MIMALLOC_LARGE_OS_PAGES") != NULL;
-}
-
 #if defined(ALLOCSHIM_MIMALLOC_INSIDE)
 /* A mapping of the test's own, aligned as mimalloc's segments are (every segment size
  * divides 64 MiB). */
@@ -228,6 +220,15 @@ static uint8_t *aligned_map(size_t len, int prot) {
     assert_int_equal(munmap(area, (size_t)(at - area)), 0);
   assert_int_equal(munmap(at + len, (size_t)(area + align - at)), 0);
   return at;
+}
+
+/* A read-write mapping of the test's own, every byte `fill`, handed to the shim as
+ * mimalloc unmaps one: held back, where the shim holds anything. */
+static uint8_t *held_mapping(size_t len, int fill) {
+  uint8_t *m = aligned_map(len, PROT_READ | PROT_WRITE);
+  memset(m, fill, len);
+  assert_int_equal(allocshim_mi_munmap(m, len), 0);
+  return m;
 }
 
 /* Whether holes and PROT_NONE mappings behave as on Linux: not for a 32-bit guest of
@@ -409,9 +410,7 @@ static void test_retained_mapping_opened(void **state) {
   /* One and a half segments, written all through (an arena's memory has a segment at
    * each boundary): both headers zeroed, nothing else. */
   const size_t two = seg_size + seg_size / 2;
-  seg = aligned_map(two, PROT_READ | PROT_WRITE);
-  memset(seg, 0x22, two);
-  assert_int_equal(allocshim_mi_munmap(seg, two), 0);
+  seg = held_mapping(two, 0x22);
   p = allocshim_mi_mmap(NULL, two, PROT_READ | PROT_WRITE, anon, -1, 0);
   assert_true(p != MAP_FAILED && p != seg);
   assert_true(all_zero(p, header));
@@ -426,9 +425,7 @@ static void test_retained_mapping_opened(void **state) {
    * 28 MiB segment's header (its slice table, one record per slice of the new size, and
    * one more), though only 20 MiB held data. */
   const size_t from = 20 * mib, grown = 28 * mib;
-  seg = aligned_map(from, PROT_READ | PROT_WRITE);
-  memset(seg, 0x33, from);
-  assert_int_equal(allocshim_mi_munmap(seg, from), 0);
+  seg = held_mapping(from, 0x33);
   p = allocshim_mi_mmap(NULL, grown, PROT_READ | PROT_WRITE, anon, -1, 0);
   assert_true(p != MAP_FAILED && p != seg);
   assert_true(all_zero(p, offsetof(mi_segment_t, slices) +
@@ -454,12 +451,7 @@ static void test_retained_assembled(void **state) {
   from_nothing_held();
   const size_t mib = 1 << 20, a_len = 20 * mib, b_len = 18 * mib, len = 30 * mib + (64 << 10);
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  uint8_t *a = aligned_map(a_len, PROT_READ | PROT_WRITE);
-  uint8_t *b = aligned_map(b_len, PROT_READ | PROT_WRITE);
-  memset(a, 0x11, a_len);
-  memset(b, 0x22, b_len);
-  assert_int_equal(allocshim_mi_munmap(a, a_len), 0);
-  assert_int_equal(allocshim_mi_munmap(b, b_len), 0);
+  uint8_t *a = held_mapping(a_len, 0x11), *b = held_mapping(b_len, 0x22);
   uint8_t *p = allocshim_mi_mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
   assert_true(p != MAP_FAILED);
   assert_int_equal(p[a_len - 1], 0x11);
@@ -518,9 +510,7 @@ static void test_retained_move_refused(void **state) {
   from_nothing_held();
   const size_t mib = 1 << 20, len = 20 * mib, want = 18 * mib;
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  uint8_t *m = aligned_map(len, PROT_READ | PROT_WRITE);
-  memset(m, 0x44, len);
-  assert_int_equal(allocshim_mi_munmap(m, len), 0);
+  uint8_t *m = held_mapping(len, 0x44);
   assert_string_equal(perms_at(m), "rw-p"); /* held */
   assert_int_equal(munmap(m + 8 * mib, 2 * mib), 0);
   uint8_t *p = allocshim_mi_mmap(NULL, want, PROT_READ | PROT_WRITE, anon, -1, 0);
@@ -582,12 +572,7 @@ static void test_retained_move_failed(void **state) {
   const size_t dest_len = len - a_len; /* b's head, after all of a */
   const int anon = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   for (int how = DEST_LEFT; how <= DEST_TAKEN; how++) {
-    uint8_t *a = aligned_map(a_len, PROT_READ | PROT_WRITE);
-    uint8_t *b = aligned_map(b_len, PROT_READ | PROT_WRITE);
-    memset(a, 0x11, a_len);
-    memset(b, 0x22, b_len);
-    assert_int_equal(allocshim_mi_munmap(a, a_len), 0);
-    assert_int_equal(allocshim_mi_munmap(b, b_len), 0);
+    uint8_t *a = held_mapping(a_len, 0x11), *b = held_mapping(b_len, 0x22);
     mremap_calls = 0;
     mremap_fail_at = 2;
     mremap_failure = (enum move_failure)how;

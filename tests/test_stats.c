@@ -43,11 +43,7 @@ static bool under_seccomp(void) {
  * through libmimalloc.so, which the shim cannot reach inside, mimalloc 2.0.9 keeps one
  * 32 MiB segment of a thread's after a collect. */
 static size_t trim_returns(void) {
-  bool holding = strcmp(BACKEND_KIND, "mimalloc-inside") == 0 && !under_seccomp() &&
-                 getenv("ALLOCSHIM_PURGE") == NULL && getenv("MIMALLOC_DECOMMIT_DELAY") == NULL &&
-                 getenv("MIMALLOC_RESET_DELAY") == NULL &&
-                 getenv("MIMALLOC_SEGMENT_DECOMMIT_DELAY") == NULL &&
-                 getenv("MIMALLOC_LARGE_OS_PAGES") == NULL;
+  bool holding = strcmp(BACKEND_KIND, "mimalloc-inside") == 0 && !under_seccomp() && !holding_off();
   return is_jemalloc() || holding ? (BLOCKS - 8) * MIB : 24 * MIB;
 }
 
