@@ -156,8 +156,9 @@ if(ALLOCSHIM_BACKEND_RESOLVED STREQUAL "jemalloc")
       mallctl mallctlnametomib mallctlbymib malloc_stats_print)
   find_package(Threads REQUIRED)
   set(ALLOCSHIM_BACKEND_THREADS ON)
-  target_link_libraries(allocshim_backend INTERFACE Threads::Threads m ${CMAKE_DL_LIBS})
-  set(ALLOCSHIM_BACKEND_PKG_LIBS "-lm -lpthread -ldl")
+  # No libm or libgcc_s: the profiler's calls into them land in src/backend_jemalloc.c.
+  target_link_libraries(allocshim_backend INTERFACE Threads::Threads ${CMAKE_DL_LIBS})
+  set(ALLOCSHIM_BACKEND_PKG_LIBS "-lpthread -ldl")
   set(ALLOCSHIM_BACKEND_KIND jemalloc)
   # jemalloc's licence travels with the code the shim now carries.
   find_file(ALLOCSHIM_JEMALLOC_COPYRIGHT copyright NO_DEFAULT_PATH

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <allocshim.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -104,14 +105,14 @@ static void purge_after_fork(void);
 #define PURGE_AT_ONCE ((size_t)8 * HUGE_BLOCK)
 
 /* jemalloc's start, inside the program's first allocation, changes errno: its option
- * parser sets it to 0 before each number (and the shim's defaults are numbers),
- * profiling's start leaves ERANGE (exp() underflows), and the CPU count ENOENT where
- * /sys is missing. glibc's first allocation leaves errno alone. _secure_getenv keeps
- * the program's errno as jemalloc starts reading options, and the last step of every
- * start (malloc_tsd_boot1, after profiling's and the CPUs') puts it back. A start that
- * fails after the options (no thread-specific key left, say) is tried again at the next
- * allocation without reading them: malloc_tsd_boot0, first of what is tried again,
- * keeps that allocation's errno instead, for none of the first try's to come back. */
+ * parser sets it to 0 before each number (and the shim's defaults are numbers), and the
+ * CPU count ENOENT where /sys is missing. glibc's first allocation leaves errno alone.
+ * _secure_getenv keeps the program's errno as jemalloc starts reading options, and the
+ * last step of every start (malloc_tsd_boot1, after profiling's and the CPUs') puts it
+ * back. A start that fails after the options (no thread-specific key left, say) is tried
+ * again at the next allocation without reading them: malloc_tsd_boot0, first of what is
+ * tried again, keeps that allocation's errno instead, for none of the first try's to
+ * come back. */
 static int conf_errno;
 static bool conf_errno_kept, conf_errno_fresh;
 void *_malloc_tsd_boot0(void) {
@@ -120,8 +121,10 @@ void *_malloc_tsd_boot0(void) {
   conf_errno_fresh = false;
   return je_malloc_tsd_boot0();
 }
+static atomic_bool jemalloc_started; /* and its start lock released (__Unwind_Backtrace) */
 void _malloc_tsd_boot1(void) {
   je_malloc_tsd_boot1();
+  atomic_store_explicit(&jemalloc_started, true, memory_order_release);
   if (conf_errno_kept) {
     conf_errno_kept = false;
     errno = conf_errno;
@@ -815,6 +818,129 @@ bool be_profile_thread(bool on) {
   bool was = on;
   size_t len = sizeof was;
   return _mallctl("thread.prof.active", &was, &len, &on, sizeof on) == 0 && was != on;
+}
+
+/* ---- What the profiler takes from libm and libgcc_s ---------------------------------
+ * Only jemalloc's heap profiler calls libm (exp, log, round: sampling intervals and
+ * unbiased counts) and libgcc_s (the unwinder), and only in a process started with
+ * profiling on. Linked, both were loaded into every process under the shim at start:
+ * 410 KiB of resident pages, which the loader touches mapping and relocating them
+ * (docs/PERFORMANCE.md, "Peak memory against glibc"). The build renames jemalloc's calls
+ * to these (src/jemalloc_names.def). The math is done here, within 1 unit in the last
+ * place of libm's (tests/test_backend_jemalloc.c holds it to that), more than a random
+ * interval or an estimate needs; errno, which jemalloc never reads, is left alone. */
+static double from_bits(uint64_t bits) {
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+static uint64_t to_bits(double d) {
+  uint64_t bits;
+  memcpy(&bits, &d, sizeof bits);
+  return bits;
+}
+
+/* ln 2 split so that k * LN2_HI is exact for any exponent k a double has. */
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+
+double _round(double x) {
+  /* From 2^52 up every double is a whole number; NaN and the infinities fail too. */
+  if (!(__builtin_fabs(x) < 0x1p52))
+    return x;
+  double whole = (double)(long long)x, rest = x - whole; /* both exact */
+  if (rest >= 0.5)
+    whole += 1.0;
+  else if (rest <= -0.5)
+    whole -= 1.0;
+  return __builtin_copysign(whole, x); /* round(-0.25) is -0.0 */
+}
+
+double _log(double x) {
+  if (!(x > 0.0)) /* NaN, a negative, zero */
+    return x == 0.0 ? -__builtin_inf() : __builtin_nan("");
+  if (x == __builtin_inf())
+    return x;
+  int k = 0;
+  if (x < 0x1p-1022) { /* subnormal: make it normal first */
+    x *= 0x1p54;
+    k = -54;
+  }
+  /* x = m * 2^k with m in [sqrt(1/2), sqrt(2)) */
+  uint64_t bits = to_bits(x);
+  k += (int)(bits >> 52) - 1023;
+  double m = from_bits((bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1023) << 52));
+  if (m >= 1.4142135623730951) {
+    m *= 0.5;
+    k++;
+  }
+  /* log m = 2 atanh z with z = f / (2 + f), f = m - 1, |z| < 0.172; as 2z = f - zf, that
+   * is f - z (f - R) with R = 2 (z^3/3 + z^5/5 + ...) / z, f (exact) added last. The
+   * terms past z^25/25 are below 2^-56 of the sum. */
+  double f = m - 1.0, z = f / (2.0 + f), z2 = z * z, r = 2.0 / 25;
+  for (int odd = 23; odd >= 3; odd -= 2)
+    r = r * z2 + 2.0 / odd;
+  r *= z2;
+  return k * LN2_HI + (f - (z * (f - r) - k * LN2_LO));
+}
+
+double _exp(double x) {
+  if (x != x)
+    return x;
+  if (x > 709.782712893384) /* past DBL_MAX */
+    return __builtin_inf();
+  if (x < -745.1332191019412) /* under half the least subnormal */
+    return 0.0;
+  /* e^x = 2^k e^r with k the nearest whole number to x / ln 2, so |r| <= ln 2 / 2. */
+  double kd = (double)(long long)(x * 1.4426950408889634 + (x < 0 ? -0.5 : 0.5));
+  double r = (x - kd * LN2_HI) - kd * LN2_LO;
+  /* e^r = 1 + r (1 + r/2 (1 + r/3 (...))): the terms past r^13/13! are below 2^-56. */
+  double e_r = 1.0;
+  for (int n = 13; n >= 1; n--)
+    e_r = 1.0 + r * e_r / n;
+  /* 2^k in two halves, each a normal power of two, for k from -1075 to 1024. */
+  int k = (int)kd, half = k / 2;
+  return e_r * from_bits((uint64_t)(half + 1023) << 52) *
+         from_bits((uint64_t)(k - half + 1023) << 52);
+}
+
+/* libgcc_s is opened at the profiler's first backtrace of a sampled allocation, where
+ * jemalloc serves the loader's own allocations without sampling them; errno is kept.
+ * jemalloc's one call before that, as profiling starts, only readies the unwinder, and
+ * holds jemalloc's start lock, which opening a library would wait on for good: it walks
+ * nothing. A process that cannot open libgcc_s (descriptors used up, a sandbox) gets
+ * samples with no frames instead of a crash, and the next sample tries again. C++
+ * programs have it loaded already. */
+typedef _Unwind_Reason_Code unwind_walk(_Unwind_Trace_Fn fn, void *arg);
+typedef _Unwind_Ptr unwind_ip(struct _Unwind_Context *context);
+static _Atomic(unwind_walk *) walk_fn;
+static _Atomic(unwind_ip *) ip_fn;
+
+static unwind_walk *unwinder_open(void) {
+  int saved = errno;
+  void *lib = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+  unwind_ip *ip = lib != NULL ? (unwind_ip *)dlsym(lib, "_Unwind_GetIP") : NULL;
+  unwind_walk *walk = ip != NULL ? (unwind_walk *)dlsym(lib, "_Unwind_Backtrace") : NULL;
+  errno = saved;
+  if (walk != NULL) {
+    atomic_store_explicit(&ip_fn, ip, memory_order_relaxed);
+    atomic_store_explicit(&walk_fn, walk, memory_order_release); /* after ip_fn */
+  }
+  return walk;
+}
+
+_Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
+  unwind_walk *walk = atomic_load_explicit(&walk_fn, memory_order_acquire);
+  if (walk == NULL && (!atomic_load_explicit(&jemalloc_started, memory_order_acquire) ||
+                       (walk = unwinder_open()) == NULL))
+    return _URC_END_OF_STACK;
+  return walk(fn, arg);
+}
+
+/* Called only by a walk's callback, so after the walk above found both. */
+_Unwind_Ptr __Unwind_GetIP(struct _Unwind_Context *context) {
+  return atomic_load_explicit(&ip_fn, memory_order_relaxed)(context);
 }
 
 static size_t stat_of(const char *name) {

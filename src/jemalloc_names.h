@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unwind.h>
 
 /* Types the list's prototypes need that C cannot spell inside one macro argument. */
 typedef void je_write_cb(void *opaque, const char *text);

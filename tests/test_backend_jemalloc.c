@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -558,6 +559,132 @@ static void test_owns(void **state) {
   assert_owns_own_and_only_own();
 }
 
+/* ---- What the profiler takes from libm and libgcc_s (the shim's own or opened late) -- */
+
+/* How many doubles lie between a and b: 0 when equal, NaN to NaN included. */
+static uint64_t ulps_apart(double a, double b) {
+  if (a != a || b != b)
+    return a != a && b != b ? 0 : UINT64_MAX;
+  int64_t ia, ib;
+  memcpy(&ia, &a, sizeof ia);
+  memcpy(&ib, &b, sizeof ib);
+  /* doubles of either sign as one ordered line of integers */
+  ia = ia < 0 ? INT64_MIN - ia : ia;
+  ib = ib < 0 ? INT64_MIN - ib : ib;
+  return ia > ib ? (uint64_t)ia - (uint64_t)ib : (uint64_t)ib - (uint64_t)ia;
+}
+
+#define MATH_ULPS 1 /* what the shim's exp and log may be off libm's by */
+static uint64_t worst_exp, worst_log;
+
+static void exp_near_libm(double x) {
+  uint64_t d = ulps_apart(_exp(x), exp(x));
+  worst_exp = d > worst_exp ? d : worst_exp;
+  if (d > MATH_ULPS)
+    fail_msg("exp(%a): %a, libm %a", x, _exp(x), exp(x));
+}
+
+static void log_near_libm(double x) {
+  uint64_t d = ulps_apart(_log(x), log(x));
+  worst_log = d > worst_log ? d : worst_log;
+  if (d > MATH_ULPS)
+    fail_msg("log(%a): %a, libm %a", x, _log(x), log(x));
+}
+
+/* Every exponent a double has, the ends of each range, the values jemalloc passes
+ * (1 - 2^-lg_prof_sample, uniform draws in (0, 1), sizes over the sample period), and
+ * round's halves, signs and limits. */
+static void test_profiler_math(void **state) {
+  (void)state;
+  const double specials[] = {
+      0.0,      -0.0,      1.0, -1.0,   0x1p-1074, 0x1p-1022, 0x1.fffffffffffffp1023,
+      HUGE_VAL, -HUGE_VAL, NAN, 709.78, 709.79,    -745.13,   -745.14,
+      -708.4};
+  for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) {
+    exp_near_libm(specials[i]);
+    log_near_libm(specials[i]);
+  }
+  for (double x = -745.2; x < 710.0; x += 0.0137)
+    exp_near_libm(x);
+  for (int e = -60; e <= 0; e++)
+    for (int j = -8; j <= 8; j++)
+      exp_near_libm(j * ldexp(1.0, e));
+  for (int e = -1074; e <= 1023; e++)
+    for (int j = 0; j < 64; j++)
+      log_near_libm(ldexp(1.0 + j / 64.0, e));
+  for (int j = 1; j < 100000; j++) {
+    log_near_libm(1.0 + j * 0x1p-40);
+    log_near_libm(1.0 - j * 0x1p-40);
+    log_near_libm(j / 100000.0);
+    exp_near_libm(-(double)j * 64 / 524288.0);
+  }
+  for (int lg = 1; lg < 64; lg++)
+    log_near_libm(1.0 - 1.0 / (double)(UINT64_C(1) << lg));
+  print_message("exp within %llu, log within %llu units in the last place of libm's\n",
+                (unsigned long long)worst_exp, (unsigned long long)worst_log);
+
+  const double halves[] = {0.5,
+                           1.5,
+                           2.5,
+                           -0.5,
+                           -1.5,
+                           -2.5,
+                           0.49999999999999994,
+                           -0.49999999999999994,
+                           0x1p52 - 0.5,
+                           0x1p52,
+                           -0x1p52,
+                           0x1p53 + 2,
+                           1e300,
+                           -1e-300,
+                           0.0,
+                           -0.0};
+  for (size_t i = 0; i < sizeof halves / sizeof *halves; i++)
+    assert_int_equal(ulps_apart(_round(halves[i]), round(halves[i])), 0);
+  assert_true(signbit(_round(-0.25)) && !signbit(_round(0.25)));
+  assert_true(isnan(_round(NAN)) && _round(-HUGE_VAL) == -HUGE_VAL);
+  for (double x = -1000.0; x < 1000.0; x += 0.0625)
+    assert_int_equal(ulps_apart(_round(x), round(x)), 0);
+  for (int lg = 0; lg < 64; lg++) /* jemalloc's unbiased sizes: size over a chance */
+    for (int j = 1; j < 200; j++) {
+      double size = j * 4096.0 + 8, period = ldexp(1.0, lg);
+      double unbiased = size / (1.0 - exp(-size / period));
+      assert_int_equal(ulps_apart(_round(unbiased), round(unbiased)), 0);
+    }
+}
+
+/* The unwinder walks this test's own stack through libgcc_s, opened on the first walk
+ * with errno kept. */
+struct walk {
+  uintptr_t ip[64];
+  int n;
+};
+
+static _Unwind_Reason_Code note_frame(struct _Unwind_Context *context, void *arg) {
+  struct walk *w = arg;
+  w->ip[w->n++] = __Unwind_GetIP(context);
+  return w->n < 64 ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+static __attribute__((noinline)) bool walk_finds_caller(void) {
+  uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+  struct walk w = {.n = 0};
+  errno = EDOM;
+  __Unwind_Backtrace(note_frame, &w);
+  assert_int_equal(errno, EDOM);
+  for (int i = 0; i < w.n; i++)
+    if (w.ip[i] == caller)
+      return true;
+  return false;
+}
+
+static void test_profiler_unwinder(void **state) {
+  (void)state;
+  assert_true(walk_finds_caller());
+  assert_true(walk_finds_caller());  /* and again, with libgcc_s open */
+  __asm__ volatile("" ::: "memory"); /* no tail call: this frame stays on the stack */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_version, reset),
@@ -574,6 +701,8 @@ int main(void) {
       cmocka_unit_test_setup(test_extended_api, reset),
       cmocka_unit_test_setup(test_owns, reset),
       cmocka_unit_test_setup(test_thread_end_spares_unbound_arena, reset),
+      cmocka_unit_test(test_profiler_math),
+      cmocka_unit_test(test_profiler_unwinder),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,18 @@ if [ "$host_programs" = 1 ]; then
   same "sort" sort -n -k1,1 -k2,2 "$tmp/numbers"
   same "perl hash workload" perl -e 'my %h; for my $i (1..300000) { $h{"k$i"} = "v" x ($i % 50) } my $t = 0; $t += length($h{$_}) for keys %h; print "$t\n"'
   same "exit status passes through" sh -c 'exit 7'
+  # The shim brings no library into a process but itself (and libmimalloc.so, where the
+  # build links it): the jemalloc build brought libm and libgcc_s, which only jemalloc's
+  # profiler calls, 410 KiB resident at start (docs/PERFORMANCE.md).
+  files() { awk '$6 ~ /^\// {print $6}' | sort -u; }
+  extra=$(comm -13 <(plain cat /proc/self/maps | files) <(shimmed cat /proc/self/maps 2>/dev/null | files) |
+          grep -v -e "^$lib\$" -e '/libmimalloc\.so' || true)
+  if [ -n "$extra" ]; then
+    say "FAIL: the shim loads more than itself into cat:" $extra
+    fail=1
+  else
+    say "ok: the shim loads no library but its own"
+  fi
 fi
 
 # The proof: without the shim the probe must fail, with it the probe must pass.
