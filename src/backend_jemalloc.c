@@ -121,10 +121,8 @@ void *_malloc_tsd_boot0(void) {
   conf_errno_fresh = false;
   return je_malloc_tsd_boot0();
 }
-static atomic_bool jemalloc_started; /* and its start lock released (__Unwind_Backtrace) */
 void _malloc_tsd_boot1(void) {
   je_malloc_tsd_boot1();
-  atomic_store_explicit(&jemalloc_started, true, memory_order_release);
   if (conf_errno_kept) {
     conf_errno_kept = false;
     errno = conf_errno;
@@ -380,13 +378,27 @@ char *_secure_getenv(const char *name) {
 
 /* jemalloc's options are in place from its first allocation (above), and every arena's
  * threshold from its creation (_pac_init); the constructor only says what it could not
- * do then, and arms idle return for forked children. */
+ * do then, arms idle return for forked children, and opens the profiler's unwinder. */
+HIDDEN bool unwinder_open(const char *soname); /* the profiler's unwinder, below */
+
 void be_start(void) {
   if (allocshim_purge_setting() == PURGE_INVALID)
     allocshim_say("ALLOCSHIM_PURGE=%s refused: it is off or whole seconds from 0 to %d; "
                   "jemalloc's 10 s decay is kept",
                   allocshim_env("PURGE"), PURGE_MAX_SECONDS);
   pthread_atfork(NULL, NULL, purge_after_fork);
+  bool prof = false;
+  size_t len = sizeof prof;
+  if (_mallctl("opt.prof", &prof, &len, NULL, 0) != 0 || !prof)
+    return;
+  /* What the loader allocates for libgcc_s lives to the end: sampled here, before the
+   * unwinder is open, it would show in a leak check (ALLOCSHIM_PROF_LEAKS) with no
+   * stack. So this thread takes no samples meanwhile. */
+  bool was = be_profile_thread(false);
+  if (!unwinder_open("libgcc_s.so.1"))
+    allocshim_say("libgcc_s.so.1 could not be opened: heap profiles will have no stacks");
+  if (was)
+    be_profile_thread(true);
 }
 
 /* ---- Idle return ----------------------------------------------------------------------
@@ -905,37 +917,34 @@ double _exp(double x) {
          from_bits((uint64_t)(k - half + 1023) << 52);
 }
 
-/* libgcc_s is opened at the profiler's first backtrace of a sampled allocation, where
- * jemalloc serves the loader's own allocations without sampling them; errno is kept.
- * jemalloc's one call before that, as profiling starts, only readies the unwinder, and
- * holds jemalloc's start lock, which opening a library would wait on for good: it walks
- * nothing. A process that cannot open libgcc_s (descriptors used up, a sandbox) gets
- * samples with no frames instead of a crash, and the next sample tries again. C++
- * programs have it loaded already. */
+/* libgcc_s is opened once, by the library's constructor when profiling is on (be_start),
+ * never from inside an allocation: jemalloc unwinds first while it starts, holding its
+ * start lock, which the loader's own allocations would wait on for good, and an open
+ * from a sampled allocation could come while the loader is in the middle of its own work
+ * (a dlopen, thread-local storage) or from a forked child of a process that was. A walk
+ * before the open, or after an open that failed (descriptors used up, a sandbox), finds
+ * no frames: jemalloc records the sample with an empty stack. */
 typedef _Unwind_Reason_Code unwind_walk(_Unwind_Trace_Fn fn, void *arg);
 typedef _Unwind_Ptr unwind_ip(struct _Unwind_Context *context);
 static _Atomic(unwind_walk *) walk_fn;
 static _Atomic(unwind_ip *) ip_fn;
 
-static unwind_walk *unwinder_open(void) {
-  int saved = errno;
-  void *lib = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+HIDDEN bool unwinder_open(const char *soname) {
+  if (atomic_load_explicit(&walk_fn, memory_order_acquire) != NULL)
+    return true;
+  void *lib = deepbind_dlopen(soname, RTLD_NOW | RTLD_LOCAL);
   unwind_ip *ip = lib != NULL ? (unwind_ip *)dlsym(lib, "_Unwind_GetIP") : NULL;
   unwind_walk *walk = ip != NULL ? (unwind_walk *)dlsym(lib, "_Unwind_Backtrace") : NULL;
-  errno = saved;
-  if (walk != NULL) {
-    atomic_store_explicit(&ip_fn, ip, memory_order_relaxed);
-    atomic_store_explicit(&walk_fn, walk, memory_order_release); /* after ip_fn */
-  }
-  return walk;
+  if (walk == NULL)
+    return false;
+  atomic_store_explicit(&ip_fn, ip, memory_order_relaxed);
+  atomic_store_explicit(&walk_fn, walk, memory_order_release); /* after ip_fn */
+  return true;
 }
 
 _Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
   unwind_walk *walk = atomic_load_explicit(&walk_fn, memory_order_acquire);
-  if (walk == NULL && (!atomic_load_explicit(&jemalloc_started, memory_order_acquire) ||
-                       (walk = unwinder_open()) == NULL))
-    return _URC_END_OF_STACK;
-  return walk(fn, arg);
+  return walk != NULL ? walk(fn, arg) : _URC_END_OF_STACK;
 }
 
 /* Called only by a walk's callback, so after the walk above found both. */

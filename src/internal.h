@@ -101,6 +101,9 @@ void foreign_start(void);
 
 /* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
 void deepbind_start(void);
+/* glibc's dlopen, for a library the shim opens itself: not the shim's own, nor one the
+ * program defines. */
+void *deepbind_dlopen(const char *file, int mode);
 
 /* Called once when the library loads: ALLOCSHIM_STATS_AT_EXIT. */
 void stats_start(void);

@@ -18,11 +18,11 @@
 typedef Perftools__Profiles__Profile Profile;
 
 /* The mappings of the made-up process: the program, then the shim. */
-#define MAPS                                                                              \
-  "MAPPED_LIBRARIES:\n"                                                                   \
-  "5000-6000 r-xp 00001000 fe:00 12 /opt/app/prog\n"                                      \
-  "6000-7000 rw-p 00003000 fe:00 12 /opt/app/prog\n"                                      \
-  "7000-8000 rw-p 00000000 00:00 0 \n"                                                    \
+#define MAPS                                                                                       \
+  "MAPPED_LIBRARIES:\n"                                                                            \
+  "5000-6000 r-xp 00001000 fe:00 12 /opt/app/prog\n"                                               \
+  "6000-7000 rw-p 00003000 fe:00 12 /opt/app/prog\n"                                               \
+  "7000-8000 rw-p 00000000 00:00 0 \n"                                                             \
   "1000-2000 r-xp 00000000 fe:00 13 /usr/lib/liballocshim.so.0.1.0\n"
 
 /* Converts text; returns the decoded profile, or NULL with err set. */
@@ -155,6 +155,22 @@ static void test_only_shim_frames_kept(void **state) {
   perftools__profiles__profile__free_unpacked(p, NULL);
 }
 
+/* A sample the profiler could not unwind ("@" alone) keeps its bytes, with no location. */
+static void test_stack_without_frames(void **state) {
+  (void)state;
+  const char *text = "heap_v2/1\n  t*: 2: 24 [0: 0]\n@\n  t*: 1: 16 [0: 0]\n"
+                     "@ 0x1100\n  t*: 1: 8 [0: 0]\n" MAPS;
+  char err[256];
+  int rc;
+  Profile *p = convert(text, &rc, err, sizeof err);
+  assert_int_equal(rc, 0);
+  assert_int_equal(p->n_sample, 2);
+  assert_int_equal(p->sample[0]->n_location_id, 0);
+  assert_int_equal(p->sample[0]->value[1], 16);
+  assert_int_equal(p->sample[1]->n_location_id, 1);
+  perftools__profiles__profile__free_unpacked(p, NULL);
+}
+
 static void test_malformed(void **state) {
   (void)state;
   static const struct {
@@ -166,7 +182,6 @@ static void test_malformed(void **state) {
       {"heap_v2/524288\n", "no MAPPED_LIBRARIES"},
       {"heap_v2/524288\n  t*: 1: 2\n", "totals line"},
       {"heap_v2/524288\n  t*: 1: 2 [0: 0]\n@ 0x10\n", "no figures"},
-      {"heap_v2/524288\n  t*: 1: 2 [0: 0]\n@\n  t*: 1: 2 [0: 0]\n" MAPS, "without addresses"},
       {"heap_v2/524288\n  t*: 1: 2 [0: 0]\n@ 0x10 zz\n", "not a hex number"},
       {"heap_v2/524288\n  t*: 1: 2 [0: 0]\n@ 0x10\nbogus\n", "after a stack"},
       {"heap_v2/524288\n  t*: 1: 2 [0: 0]\nbogus\n", "unexpected line"},
@@ -203,8 +218,11 @@ static void test_build_id(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_unbiased_trimmed), cmocka_unit_test(test_accumulated),
-      cmocka_unit_test(test_only_shim_frames_kept), cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_unbiased_trimmed),
+      cmocka_unit_test(test_accumulated),
+      cmocka_unit_test(test_only_shim_frames_kept),
+      cmocka_unit_test(test_stack_without_frames),
+      cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_build_id),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
