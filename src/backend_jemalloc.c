@@ -921,9 +921,7 @@ double _exp(double x) {
  * never from inside an allocation: jemalloc unwinds first while it starts, holding its
  * start lock, which the loader's own allocations would wait on for good, and an open
  * from a sampled allocation could come while the loader is in the middle of its own work
- * (a dlopen, thread-local storage) or from a forked child of a process that was. A walk
- * before the open, or after an open that failed (descriptors used up, a sandbox), finds
- * no frames: jemalloc records the sample with an empty stack. */
+ * (a dlopen, thread-local storage) or from a forked child of a process that was. */
 typedef _Unwind_Reason_Code unwind_walk(_Unwind_Trace_Fn fn, void *arg);
 typedef _Unwind_Ptr unwind_ip(struct _Unwind_Context *context);
 static _Atomic(unwind_walk *) walk_fn;
@@ -942,13 +940,36 @@ HIDDEN bool unwinder_open(const char *soname) {
   return true;
 }
 
-_Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
-  unwind_walk *walk = atomic_load_explicit(&walk_fn, memory_order_acquire);
-  return walk != NULL ? walk(fn, arg) : _URC_END_OF_STACK;
+/* A walk while nothing is open reports this one frame: a sample taken before the
+ * shim's constructor ran (an allocation made while the loader starts the program's
+ * libraries, libstdc++'s exception pool among them), or after an open that failed. Its
+ * name tells jeprof's and pprof's readers so, and the leak check counts it as the C
+ * runtime's (src/leaks.c), as it does the loader's own frames. */
+HIDDEN __attribute__((noinline)) void allocshim_sampled_before_start(void) {
+  __asm__ volatile(""); /* a body of its own, so that no other function shares its address */
+}
+static char early_walk; /* the context of that walk's one frame */
+
+static uintptr_t early_frame(void) {
+  return (uintptr_t)allocshim_sampled_before_start + 1; /* as a return address is */
 }
 
-/* Called only by a walk's callback, so after the walk above found both. */
+uintptr_t be_profile_early_frame(void) {
+  return atomic_load_explicit(&walk_fn, memory_order_acquire) != NULL ? early_frame() : 0;
+}
+
+_Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
+  unwind_walk *walk = atomic_load_explicit(&walk_fn, memory_order_acquire);
+  if (walk != NULL)
+    return walk(fn, arg);
+  fn((struct _Unwind_Context *)&early_walk, arg);
+  return _URC_END_OF_STACK;
+}
+
+/* Called only by a walk's callback: the early walk's, or one through libgcc_s. */
 _Unwind_Ptr __Unwind_GetIP(struct _Unwind_Context *context) {
+  if (context == (struct _Unwind_Context *)&early_walk)
+    return early_frame();
   return atomic_load_explicit(&ip_fn, memory_order_relaxed)(context);
 }
 

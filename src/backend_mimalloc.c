@@ -1167,6 +1167,7 @@ const char *be_version(void) {
 }
 
 int be_profile_status(void) { return ALLOC_ENOTSUP; }
+uintptr_t be_profile_early_frame(void) { return 0; }
 
 int be_profile_dump(int fd) {
   (void)fd;

@@ -1,6 +1,7 @@
 /* The leak gate (ALLOCSHIM_PROF_LEAKS=1): at normal exit, the blocks still live, read
  * from a heap profile of every allocation, said with their stacks, and exit status 23. */
 #define _GNU_SOURCE
+#include "backend.h"
 #include "internal.h"
 
 #include <dlfcn.h>
@@ -76,11 +77,14 @@ static bool parse_counts(const char *p, const char *end, struct stack *s) {
 
 /* Whether a stack is the C runtime's own rather than the program's: made while the
  * dynamic loader runs (libraries' constructors, the shim's among them, dlopen, thread-
- * local storage), or a stdio buffer (glibc keeps those to the end, __libc_freeres or
- * not). Return addresses point after the call, hence the -1. */
-static bool runtime_stack(const struct stack *s, uintptr_t loader) {
+ * local storage), before the shim's constructor could unwind (early: the one frame the
+ * backend gives such a sample), or a stdio buffer (glibc keeps those to the end,
+ * __libc_freeres or not). Return addresses point after the call, hence the -1. */
+static bool runtime_stack(const struct stack *s, uintptr_t loader, uintptr_t early) {
   for (int i = 0; i < s->frames; i++) {
     Dl_info info;
+    if (s->frame[i] == early)
+      return true;
     if (s->frame[i] == 0 || dladdr((void *)(s->frame[i] - 1), &info) == 0)
       continue;
     if (loader != 0 && (uintptr_t)info.dli_fbase == loader)
@@ -184,6 +188,10 @@ static void check_at_exit(void) {
                     "what those threads hold counts as live",
                     threads);
   }
+  uintptr_t early = be_profile_early_frame();
+  if (early == 0)
+    cannot_check("the heap profile has no stacks: libgcc_s.so.1, the unwinder, could not "
+                 "be opened");
   int mem = profile_snapshot();
   struct stat st;
   if (mem < 0 || fstat(mem, &st) != 0 || st.st_size == 0) {
@@ -227,7 +235,7 @@ static void check_at_exit(void) {
       header = false;
       in_stack = true;
       parse_frames(p, p + len, &s);
-      keep = parse_counts(next, end, &s) && s.objects > 0 && !runtime_stack(&s, loader);
+      keep = parse_counts(next, end, &s) && s.objects > 0 && !runtime_stack(&s, loader, early);
       if (keep) {
         int first = first_frame(&s, shim);
         if (stacks == 0)

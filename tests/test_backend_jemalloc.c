@@ -658,10 +658,11 @@ static void test_profiler_math(void **state) {
     }
 }
 
-/* The unwinder: nothing until libgcc_s is open, which the constructor does only with
- * profiling on; an open that fails leaves it so; then a walk reaches this test's own
- * frames. */
+/* The unwinder: one made-up frame until libgcc_s is open, which the constructor does
+ * only with profiling on, and after an open that failed; then the walk reaches this
+ * test's own frames, and the made-up frame is what a profile's early samples show. */
 bool unwinder_open(const char *soname);
+void allocshim_sampled_before_start(void);
 
 struct walk {
   uintptr_t ip[64];
@@ -674,31 +675,39 @@ static _Unwind_Reason_Code note_frame(struct _Unwind_Context *context, void *arg
   return w->n < 64 ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
-/* How many frames a walk from here found, or -1 if they include this function's caller. */
-static __attribute__((noinline)) int walk_from_here(void) {
+/* A walk from here; whether it reached this function's caller. */
+static __attribute__((noinline)) bool walk_from_here(struct walk *w) {
   uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-  struct walk w = {.n = 0};
-  __Unwind_Backtrace(note_frame, &w);
-  for (int i = 0; i < w.n; i++)
-    if (w.ip[i] == caller)
-      return -1;
-  return w.n;
+  w->n = 0;
+  __Unwind_Backtrace(note_frame, w);
+  for (int i = 0; i < w->n; i++)
+    if (w->ip[i] == caller)
+      return true;
+  return false;
 }
 
 static void test_profiler_unwinder(void **state) {
   (void)state;
+  uintptr_t early = (uintptr_t)allocshim_sampled_before_start + 1;
+  struct walk w;
   bool prof = false;
   size_t len = sizeof prof;
   assert_int_equal(_mallctl("opt.prof", &prof, &len, NULL, 0), 0);
   if (!prof) { /* ctest runs this binary without profiling: nothing is open yet */
-    assert_int_equal(walk_from_here(), 0);
-    assert_false(unwinder_open("liballocshim-no-such-library.so.0"));
-    assert_int_equal(walk_from_here(), 0);
+    for (int attempt = 0; attempt < 2; attempt++) {
+      assert_false(walk_from_here(&w));
+      assert_int_equal(w.n, 1);
+      assert_true(w.ip[0] == early);
+      assert_true(be_profile_early_frame() == 0); /* a leak check could not tell */
+      assert_false(unwinder_open("liballocshim-no-such-library.so.0"));
+    }
   }
   assert_true(unwinder_open("libgcc_s.so.1"));
-  assert_int_equal(walk_from_here(), -1);
+  assert_true(walk_from_here(&w));
+  assert_true(w.n > 1 && w.ip[0] != early);
+  assert_true(be_profile_early_frame() == early);
   assert_true(unwinder_open("liballocshim-no-such-library.so.0")); /* open stays open */
-  assert_int_equal(walk_from_here(), -1);
+  assert_true(walk_from_here(&w));
 }
 
 int main(void) {

@@ -151,8 +151,8 @@ static int parse_stack(struct conv *c, const char *s, struct stack *st) {
       return -1;
     st->addr[st->n++] = a;
   }
-  /* No address at all is a sample the profiler could not unwind (the shim's unwinder not
-   * open yet, src/backend_jemalloc.c): kept, with no location, as its bytes are real. */
+  /* No address at all is a sample the profiler could not unwind: kept, with no location,
+   * so that its bytes still count in the profile's total. */
   if (*s != '\0')
     return fail(c, "malformed stack line");
   return 0;

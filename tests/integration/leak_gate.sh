@@ -3,9 +3,10 @@
 # function a leak came from and exit 23; a clean program keeps its own status. On
 # mimalloc: one "not supported" line, and the program runs as it would.
 # The copy linked with the static archive: a setgid copy ignores the setting (as root).
-# usage: leak_gate.sh ALLOCSHIM_RUN LIBRARY BACKEND LEAK_GATE LEAK_GATE_STATIC
+# usage: leak_gate.sh ALLOCSHIM_RUN LIBRARY BACKEND LEAK_GATE LEAK_GATE_STATIC CXX_WORKLOAD
+# (CXX_WORKLOAD "none": no C++ library to build it with)
 set -uo pipefail
-tool=$1 lib=$(readlink -f "$2") backend=$3 prog=$4 static=$5
+tool=$1 lib=$(readlink -f "$2") backend=$3 prog=$4 static=$5 cxx=${6:-none}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # The launcher's private directories go under here, to be seen removed.
@@ -91,6 +92,13 @@ run 3 "ALLOCSHIM_PROF_LEAKS=1, clean program exiting 3" \
   env LD_PRELOAD="$lib" ALLOCSHIM_PROF_LEAKS=1 ALLOCSHIM_PROF_DIR="$tmp/prof" "$prog" clean 3
 lacks err 'leak' "ALLOCSHIM_PROF_LEAKS=1, clean program"
 [ -z "$(ls -A "$tmp/prof")" ] || bad "a clean program left a profile: $(ls -A "$tmp/prof")"
+
+# A clean C++ program: libstdc++ allocates its exception pool, for good, before the
+# shim's constructor has opened the profiler's unwinder; that block is the runtime's.
+if [ "$cxx" != none ]; then
+  run 0 "ALLOCSHIM_PROF_LEAKS=1, clean C++ program" env LD_PRELOAD="$lib" ALLOCSHIM_PROF_LEAKS=1 "$cxx"
+  lacks err 'leak' "ALLOCSHIM_PROF_LEAKS=1, clean C++ program"
+fi
 
 # 4. The private directory is the launcher's own: no other dump may land in it (it
 # would be read as leaks, then deleted with the directory).
