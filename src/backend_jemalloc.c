@@ -391,9 +391,9 @@ void be_start(void) {
   size_t len = sizeof prof;
   if (_mallctl("opt.prof", &prof, &len, NULL, 0) != 0 || !prof)
     return;
-  /* What the loader allocates for libgcc_s lives to the end: sampled here, before the
-   * unwinder is open, it would show in a leak check (ALLOCSHIM_PROF_LEAKS) with no
-   * stack. So this thread takes no samples meanwhile. */
+  /* What the loader allocates for libgcc_s is the runtime's, and lives to the end:
+   * sampled here, before the unwinder is open, it would sit in every profile as an early
+   * sample (below). So this thread takes no samples meanwhile. */
   bool was = be_profile_thread(false);
   if (!unwinder_open("libgcc_s.so.1"))
     allocshim_say("libgcc_s.so.1 could not be opened: heap profiles will have no stacks");

@@ -65,7 +65,10 @@ dlopen_fn deepbind_next(void) { return (dlopen_fn)next_symbol(&next_dlopen, "dlo
 
 dlmopen_fn deepbind_next_dlmopen(void) { return (dlmopen_fn)next_symbol(&next_dlmopen, "dlmopen"); }
 
-void *deepbind_dlopen(const char *file, int mode) { return deepbind_next()(file, mode); }
+void *deepbind_dlopen(const char *file, int mode) {
+  dlopen_fn next = deepbind_next();
+  return next != NULL ? next(file, mode) : NULL;
+}
 
 #else
 

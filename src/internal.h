@@ -101,8 +101,9 @@ void foreign_start(void);
 
 /* Called once when the library loads: ALLOCSHIM_DEEPBIND. */
 void deepbind_start(void);
-/* glibc's dlopen, for a library the shim opens itself: not the shim's own, nor one the
- * program defines. */
+/* dlopen for a library the shim opens itself: the one after the shim's own (glibc's,
+ * unless a library loaded after the shim defines one), which handles the program's
+ * calls; NULL, as a failed dlopen, if there is none. */
 void *deepbind_dlopen(const char *file, int mode);
 
 /* Called once when the library loads: ALLOCSHIM_STATS_AT_EXIT. */

@@ -151,10 +151,10 @@ static int parse_stack(struct conv *c, const char *s, struct stack *st) {
       return -1;
     st->addr[st->n++] = a;
   }
-  /* No address at all is a sample the profiler could not unwind: kept, with no location,
-   * so that its bytes still count in the profile's total. */
   if (*s != '\0')
     return fail(c, "malformed stack line");
+  /* No address at all (a sample its profiler could not unwind) is kept, with no
+   * location, so that its bytes still count in the profile's total. */
   return 0;
 }
 
