@@ -387,9 +387,7 @@ void be_start(void) {
                   "jemalloc's 10 s decay is kept",
                   allocshim_env("PURGE"), PURGE_MAX_SECONDS);
   pthread_atfork(NULL, NULL, purge_after_fork);
-  bool prof = false;
-  size_t len = sizeof prof;
-  if (_mallctl("opt.prof", &prof, &len, NULL, 0) != 0 || !prof)
+  if (be_profile_status() != ALLOC_OK)
     return;
   /* What the loader allocates for libgcc_s is the runtime's, and lives to the end:
    * sampled here, before the unwinder is open, it would sit in every profile as an early

@@ -690,10 +690,8 @@ static void test_profiler_unwinder(void **state) {
   (void)state;
   uintptr_t early = (uintptr_t)allocshim_sampled_before_start + 1;
   struct walk w;
-  bool prof = false;
-  size_t len = sizeof prof;
-  assert_int_equal(_mallctl("opt.prof", &prof, &len, NULL, 0), 0);
-  if (!prof) { /* ctest runs this binary without profiling: nothing is open yet */
+  /* ctest runs this binary without profiling: nothing is open yet */
+  if (be_profile_status() != ALLOC_OK) {
     for (int attempt = 0; attempt < 2; attempt++) {
       assert_false(walk_from_here(&w));
       assert_int_equal(w.n, 1);
@@ -727,7 +725,7 @@ int main(void) {
       cmocka_unit_test_setup(test_owns, reset),
       cmocka_unit_test_setup(test_thread_end_spares_unbound_arena, reset),
       cmocka_unit_test(test_profiler_math),
-      cmocka_unit_test(test_profiler_unwinder),
+      cmocka_unit_test_setup(test_profiler_unwinder, reset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,18 +32,19 @@ threads)
   [ -f "$probe" ] || fail "no thread-counting library given"
   counted=$(mktemp) || fail "mktemp failed"
   trap 'rm -f "$counted"' EXIT
+  threads_counted() { awk '/^Threads:/ {print $2}' "$counted"; }
   for cmd in "python3 -c pass" "ls /" "echo hello" "true"; do # env runs echo's program
     : >"$counted"
     # shellcheck disable=SC2086 # the command's words
     env LD_PRELOAD="$lib $probe" THREADS_AT_EXIT="$counted" $cmd >/dev/null || fail "$cmd failed"
-    n=$(awk '/^Threads:/ {print $2}' "$counted")
+    n=$(threads_counted)
     [ "$n" = 1 ] || fail "$cmd has ${n:-no count of} threads at exit"
   done
   # ... and the count must see a thread where one runs: a burst past the mark.
   : >"$counted"
   env LD_PRELOAD="$lib $probe" THREADS_AT_EXIT="$counted" "$prog" plain $MIB >/dev/null ||
     fail "the counted burst failed"
-  [ "$(awk '/^Threads:/ {print $2}' "$counted")" = 2 ] ||
+  [ "$(threads_counted)" = 2 ] ||
     fail "the count at exit missed the idle-return thread: $(cat "$counted")"
   n=$(run sh -c 'grep Threads: /proc/$$/status' | awk '{print $2}')
   [ "$n" = 1 ] || fail "sh has $n threads"
