@@ -146,8 +146,9 @@ bool be_profile_thread(bool on);        /* sampling in the calling thread: true 
 void be_stats(struct alloc_stats *out); /* every field, ALLOC_STAT_UNKNOWN where unknown */
 bool be_purge(void);                    /* return free memory; true if any went back */
 size_t be_returned_bytes(void);         /* given back to the OS so far, or ALLOC_STAT_UNKNOWN */
-/* The one frame of a sample the profiler could not unwind (taken before the library's
- * constructor ran), while it can unwind the rest; 0 where it cannot unwind at all. */
+/* The one frame of a sample the profiler could not unwind (taken in the main thread
+ * before the library's constructor ran), while it can unwind the rest; 0 where it cannot
+ * unwind at all. */
 uintptr_t be_profile_early_frame(void);
 
 #endif /* ALLOCSHIM_BACKEND_H */

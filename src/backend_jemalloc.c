@@ -938,15 +938,21 @@ HIDDEN bool unwinder_open(const char *soname) {
   return true;
 }
 
-/* A walk while nothing is open reports this one frame: a sample taken before the
- * shim's constructor ran (an allocation made while the loader starts the program's
- * libraries, libstdc++'s exception pool among them), or after an open that failed. Its
- * name tells jeprof's and pprof's readers so, and the leak check counts it as the C
- * runtime's (src/leaks.c), as it does the loader's own frames. */
+/* A walk while nothing is open reports one made-up frame: a sample taken before the
+ * shim's constructor ran, or after an open that failed. Before the constructor the main
+ * thread is inside the loader, starting the program's libraries (libstdc++'s exception
+ * pool is allocated then): the leak check counts allocshim_sampled_before_start as the C
+ * runtime's (src/leaks.c), as it does the loader's own frames. Another thread (one a
+ * library's constructor started, say) is not known to be the runtime: its frame,
+ * allocshim_sampled_in_thread_before_start, counts as any other. Their names tell
+ * jeprof's and pprof's readers what happened. */
 HIDDEN __attribute__((noinline)) void allocshim_sampled_before_start(void) {
   __asm__ volatile(""); /* a body of its own, so that no other function shares its address */
 }
-static char early_walk; /* the context of that walk's one frame */
+HIDDEN __attribute__((noinline)) void allocshim_sampled_in_thread_before_start(void) {
+  __asm__ volatile("");
+}
+static char early_walk, early_thread_walk; /* the contexts of those walks' one frame */
 
 static uintptr_t early_frame(void) {
   return (uintptr_t)allocshim_sampled_before_start + 1; /* as a return address is */
@@ -960,7 +966,8 @@ _Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
   unwind_walk *walk = atomic_load_explicit(&walk_fn, memory_order_acquire);
   if (walk != NULL)
     return walk(fn, arg);
-  fn((struct _Unwind_Context *)&early_walk, arg);
+  char *early = gettid() == getpid() ? &early_walk : &early_thread_walk;
+  fn((struct _Unwind_Context *)early, arg);
   return _URC_END_OF_STACK;
 }
 
@@ -968,6 +975,8 @@ _Unwind_Reason_Code __Unwind_Backtrace(_Unwind_Trace_Fn fn, void *arg) {
 _Unwind_Ptr __Unwind_GetIP(struct _Unwind_Context *context) {
   if (context == (struct _Unwind_Context *)&early_walk)
     return early_frame();
+  if (context == (struct _Unwind_Context *)&early_thread_walk)
+    return (uintptr_t)allocshim_sampled_in_thread_before_start + 1;
   return atomic_load_explicit(&ip_fn, memory_order_relaxed)(context);
 }
 

@@ -77,8 +77,8 @@ static bool parse_counts(const char *p, const char *end, struct stack *s) {
 
 /* Whether a stack is the C runtime's own rather than the program's: made while the
  * dynamic loader runs (libraries' constructors, the shim's among them, dlopen, thread-
- * local storage), before the shim's constructor could unwind (early: the one frame the
- * backend gives such a sample), or a stdio buffer (glibc keeps those to the end,
+ * local storage), in the main thread before the shim's constructor could unwind (early:
+ * the one frame the backend gives such a sample), or a stdio buffer (glibc keeps those to the end,
  * __libc_freeres or not). Return addresses point after the call, hence the -1. */
 static bool runtime_stack(const struct stack *s, uintptr_t loader, uintptr_t early) {
   for (int i = 0; i < s->frames; i++) {

@@ -663,6 +663,7 @@ static void test_profiler_math(void **state) {
  * test's own frames, and the made-up frame is what a profile's early samples show. */
 bool unwinder_open(const char *soname);
 void allocshim_sampled_before_start(void);
+void allocshim_sampled_in_thread_before_start(void);
 
 struct walk {
   uintptr_t ip[64];
@@ -686,6 +687,11 @@ static __attribute__((noinline)) bool walk_from_here(struct walk *w) {
   return false;
 }
 
+static void *walk_in_thread(void *w) {
+  walk_from_here(w);
+  return NULL;
+}
+
 static void test_profiler_unwinder(void **state) {
   (void)state;
   uintptr_t early = (uintptr_t)allocshim_sampled_before_start + 1;
@@ -699,6 +705,12 @@ static void test_profiler_unwinder(void **state) {
       assert_true(be_profile_early_frame() == 0); /* a leak check could not tell */
       assert_false(unwinder_open("liballocshim-no-such-library.so.0"));
     }
+    /* Another thread's early sample is not the loader's: a frame of its own. */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, walk_in_thread, &w), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.n, 1);
+    assert_true(w.ip[0] == (uintptr_t)allocshim_sampled_in_thread_before_start + 1);
   }
   assert_true(unwinder_open("libgcc_s.so.1"));
   assert_true(walk_from_here(&w));
